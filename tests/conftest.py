@@ -1,0 +1,183 @@
+"""Shared fixtures: a real moto server, provisioned resources, real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from video_worker.aws import make_client
+from video_worker.dev import FAKE_CREDENTIALS, dev_environment, start_emulator
+from video_worker.provision import Resources, provision
+from video_worker.settings import Settings
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[str]:
+    """A real moto server on a free loopback port; yields its endpoint URL."""
+    saved = {k: os.environ.get(k) for k in FAKE_CREDENTIALS}
+    os.environ.update(FAKE_CREDENTIALS)
+    server, endpoint = start_emulator()
+    yield endpoint
+    server.stop()  # type: ignore[attr-defined]
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@dataclass
+class Aws:
+    endpoint: str
+    resources: Resources
+    s3: Any
+    dynamodb: Any
+    sqs: Any
+    prefix: str
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "input_bucket_name": self.resources.input_bucket,
+            "output_bucket_name": self.resources.output_bucket,
+            "segment_completions_table_name": self.resources.table,
+            "video_worker_queue_url": self.resources.queue_url,
+            "aws_endpoint_url": self.endpoint,
+            "aws_region": "us-east-1",
+            "broker_queue_prefix": f"{self.prefix}-",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def completion_rows(self, job_id: str) -> list[dict[str, Any]]:
+        response = self.dynamodb.query(
+            TableName=self.resources.table,
+            KeyConditionExpression="job_id = :j",
+            ExpressionAttributeValues={":j": {"S": job_id}},
+            ConsistentRead=True,
+        )
+        return list(response["Items"])
+
+    def output(self, key: str) -> bytes | None:
+        try:
+            return bytes(self.s3.get_object(Bucket=self.resources.output_bucket, Key=key)["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
+    def queue_depth(self, url: str) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def aws(emulator: str) -> Aws:
+    """Fresh resources (unique names) on the shared emulator, provisioned as production has them."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    boot = Settings(
+        input_bucket_name="boot",
+        output_bucket_name="boot",
+        segment_completions_table_name="boot",
+        aws_endpoint_url=emulator,
+    )
+    s3, ddb, sqs = (make_client(n, boot) for n in ("s3", "dynamodb", "sqs"))
+    res = provision(s3, ddb, sqs, prefix=prefix, max_receive_count=2, visibility_timeout=2)
+    return Aws(emulator, res, s3, ddb, sqs, prefix)
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+@dataclass
+class Processes:
+    """Starts the project's real commands as child processes; stops them at teardown."""
+
+    aws: Aws
+    tmp: Path
+    started: list[Proc] = field(default_factory=list)
+
+    def env(self, scratch: Path | None = None, **extra: str) -> dict[str, str]:
+        env = dev_environment(self.aws.endpoint, self.aws.resources, scratch or self.tmp / "scratch")
+        env["BROKER_QUEUE_PREFIX"] = f"{self.aws.prefix}-"
+        env["BROKER_POLLING_INTERVAL"] = "0.1"
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra)
+        return env
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
+        log_path = self.tmp / f"{name}.log"
+        out = log_path.open("wb")
+        popen = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
+        proc = Proc(name, popen, log_path)
+        self.started.append(proc)
+        return proc
+
+    def worker(self, name: str = "worker", *args: str, scratch: Path | None = None, **extra: str) -> Proc:
+        argv = [sys.executable, "-m", "celery", "-A", "video_worker", "worker", "-l", "INFO",
+                "-n", f"{name}@%h", *args]
+        return self.start(name, argv, self.env(scratch, **extra))
+
+    def bridge(self, **extra: str) -> Proc:
+        return self.start("bridge", [sys.executable, "-m", "video_worker", "bridge"], self.env(**extra))
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            if proc.alive():
+                proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.started:
+            try:
+                proc.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+
+
+@pytest.fixture
+def procs(aws: Aws, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Processes]:
+    processes = Processes(aws, tmp_path)
+    yield processes
+    processes.stop_all()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for proc in processes.started:
+            print(f"\n===== {proc.name} log =====\n{proc.log()[-6000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

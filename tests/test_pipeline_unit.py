@@ -1,0 +1,166 @@
+"""The stages as plain functions, with real adapters on in-process moto (unit scope)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from video_worker import pipeline
+from video_worker.completions import DynamoCompletionStore
+from video_worker.errors import ObjectNotFound, PermanentError, UnsafePath
+from video_worker.inference import PassthroughModel
+from video_worker.payloads import LocalFile, VideoWorkerPayload
+from video_worker.provision import provision
+from video_worker.sample import sample_segment
+from video_worker.scratch import Scratch
+from video_worker.storage import S3Storage
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(k, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        c = {n: boto3.client(n, region_name=REGION) for n in ("s3", "dynamodb", "sqs")}
+        c["res"] = provision(c["s3"], c["dynamodb"], c["sqs"], prefix="unit")
+        yield c
+
+
+def _runtime(c: dict[str, Any], root: Path, host: str = "h1") -> pipeline.Runtime:
+    return pipeline.Runtime(
+        storage=S3Storage(c["s3"], chunk_mib=5, threads=2),
+        completions=DynamoCompletionStore(c["dynamodb"], c["res"].table),
+        model=PassthroughModel(),
+        model_name="passthrough",
+        scratch=Scratch(root, host=host),
+        output_bucket=c["res"].output_bucket,
+        clock=lambda: 1_800_000_000.7,
+    )
+
+
+def _segment(c: dict[str, Any], data: bytes, job: str = "job-1", index: int = 2) -> VideoWorkerPayload:
+    key = f"segments/{job}/{index:05d}_00004_sbs.mp4"
+    c["s3"].put_object(Bucket=c["res"].input_bucket, Key=key, Body=data)
+    return VideoWorkerPayload(job_id=job, segment_index=index, total_segments=4,
+                              segment_s3_uri=f"s3://{c['res'].input_bucket}/{key}", mode="sbs")
+
+
+def test_four_stages_on_one_host(clients: dict[str, Any], tmp_path: Path) -> None:
+    rt = _runtime(clients, tmp_path / "s")
+    data = sample_segment(11 * 1024 * 1024 + 5)  # multipart on both transfers
+    seg = _segment(clients, data)
+    d = pipeline.download(seg, rt)
+    assert Path(d.input.path).read_bytes() == data and d.input.size == len(data)
+    i = pipeline.infer(d, rt)
+    assert not Path(d.input.path).exists(), "input removed once inferred"
+    u = pipeline.upload(i, rt)
+    assert not Path(i.output.path).exists(), "output removed once uploaded"
+    assert u.output_s3_uri == f"s3://{clients['res'].output_bucket}/jobs/job-1/segments/2.mp4"
+    out = clients["s3"].get_object(Bucket=clients["res"].output_bucket, Key="jobs/job-1/segments/2.mp4")
+    assert out["Body"].read() == data
+    completion = pipeline.record(u, rt)
+    item = clients["dynamodb"].get_item(
+        TableName=clients["res"].table, Key={"job_id": {"S": "job-1"}, "segment_index": {"N": "2"}}
+    )["Item"]
+    assert item == {
+        "job_id": {"S": "job-1"}, "segment_index": {"N": "2"},
+        "output_s3_uri": {"S": u.output_s3_uri}, "completed_at": {"N": "1800000000"},
+        "total_segments": {"N": "4"},
+    }
+    assert completion.completed_at == 1_800_000_000
+    assert list((tmp_path / "s").rglob("*.mp4")) == []
+
+
+def test_stage_on_another_host_fetches_again(clients: dict[str, Any], tmp_path: Path) -> None:
+    a, b = _runtime(clients, tmp_path / "a", "host-a"), _runtime(clients, tmp_path / "b", "host-b")
+    data = sample_segment(70_000, seed=3)
+    seg = _segment(clients, data)
+    d = pipeline.download(seg, a)
+    i = pipeline.infer(d, b)  # B cannot see A's disk: downloads again
+    assert i.output.host == "host-b"
+    pipeline.upload(i, a)  # A cannot see B's output: recomputes from the source
+    key = "jobs/job-1/segments/2.mp4"
+    assert clients["s3"].get_object(Bucket=clients["res"].output_bucket, Key=key)["Body"].read() == data
+
+
+def test_a_file_of_the_wrong_size_is_not_trusted(clients: dict[str, Any], tmp_path: Path) -> None:
+    rt = _runtime(clients, tmp_path / "s")
+    data = sample_segment(5000)
+    d = pipeline.download(_segment(clients, data), rt)
+    Path(d.input.path).write_bytes(b"truncated")
+    assert rt.scratch.holds(d.input) is None
+    i = pipeline.infer(d, rt)
+    assert Path(i.output.path).read_bytes() == data
+
+
+def test_missing_source_object_is_permanent(clients: dict[str, Any], tmp_path: Path) -> None:
+    rt = _runtime(clients, tmp_path / "s")
+    seg = VideoWorkerPayload(job_id="j", segment_index=0, total_segments=1,
+                             segment_s3_uri=f"s3://{clients['res'].input_bucket}/segments/j/00000_00001_sbs.mp4",
+                             mode="sbs")
+    with pytest.raises(ObjectNotFound, match="download s3://"):
+        pipeline.download(seg, rt)
+    assert [p for p in (tmp_path / "s").rglob("*") if p.is_file()] == [], "no partial file left"
+
+
+def test_missing_table_is_a_mapped_error(clients: dict[str, Any], tmp_path: Path) -> None:
+    store = DynamoCompletionStore(clients["dynamodb"], "no-such-table")
+    rt = _runtime(clients, tmp_path / "s")
+    rt.completions = store
+    from video_worker.payloads import Uploaded
+    seg = _segment(clients, b"x")
+    with pytest.raises(PermanentError, match="put completion job-1/2"):
+        pipeline.record(Uploaded(segment=seg, output_s3_uri="s3://o/k"), rt)
+
+
+@pytest.mark.parametrize(
+    "job_id",
+    ["plain", "with space", "ünï", "a" * 128, "-leading-dash", "dots.in.name", "x+y%2Fz"],
+)
+def test_scratch_paths_stay_inside_root(tmp_path: Path, job_id: str) -> None:
+    scratch = Scratch(tmp_path / "root")
+    seg = VideoWorkerPayload(job_id=job_id, segment_index=1, total_segments=2,
+                             segment_s3_uri="s3://b/k", mode="anaglyph")
+    path = scratch.path_for(seg, "input")
+    assert path.parent.parent == scratch.root
+    assert len(path.parent.name.encode()) <= 255
+
+
+def test_foreign_paths_are_never_trusted(tmp_path: Path) -> None:
+    scratch = Scratch(tmp_path / "root", host="h")
+    outside = tmp_path / "elsewhere.mp4"
+    outside.write_bytes(b"123")
+    assert scratch.holds(LocalFile(host="h", path=str(outside), size=3)) is None
+    assert scratch.holds(LocalFile(host="h", path=str(scratch.root / ".." / "elsewhere.mp4"), size=3)) is None
+
+
+def test_unsafe_path_error_exists_for_symlinked_job_dirs(tmp_path: Path) -> None:
+    scratch = Scratch(tmp_path / "root")
+    (tmp_path / "evil").mkdir()
+    (scratch.root / "job").symlink_to(tmp_path / "evil")
+    seg = VideoWorkerPayload(job_id="job", segment_index=0, total_segments=1, segment_s3_uri="s3://b/k", mode="sbs")
+    with pytest.raises(UnsafePath):
+        scratch.path_for(seg, "input")
+
+
+def test_sweep_removes_only_old_files(tmp_path: Path) -> None:
+    import os
+    import time
+
+    scratch = Scratch(tmp_path / "root")
+    old = scratch.root / "job" / "00000.input.mp4"
+    new = scratch.root / "job" / "00001.input.mp4"
+    old.parent.mkdir()
+    old.write_bytes(b"o")
+    new.write_bytes(b"n")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert scratch.sweep(3600) == 1
+    assert not old.exists() and new.exists()

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from video_worker.app import celery_conf
+from video_worker.errors import ConfigError
+from video_worker.settings import Settings, load_settings
+
+REQUIRED = {
+    "INPUT_BUCKET_NAME": "in-bucket",
+    "OUTPUT_BUCKET_NAME": "out-bucket",
+    "SEGMENT_COMPLETIONS_TABLE_NAME": "completions",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in (*REQUIRED, "VIDEO_WORKER_QUEUE_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
+                 "AWS_ENDPOINT_URL", "CELERY_BROKER_URL", "MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_seed_env_vars_are_read(env: pytest.MonkeyPatch) -> None:
+    env.setenv("VIDEO_WORKER_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/q")
+    env.setenv("AWS_REGION", "eu-west-1")
+    s = load_settings()
+    assert (s.input_bucket_name, s.output_bucket_name, s.segment_completions_table_name) == (
+        "in-bucket", "out-bucket", "completions")
+    assert s.require_queue_url().endswith("/1/q")
+    assert s.aws_region == "eu-west-1"
+    assert s.model == "passthrough"
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED))
+def test_missing_required_setting_is_named_on_one_line(env: pytest.MonkeyPatch, missing: str) -> None:
+    env.delenv(missing)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"{missing} is required but not set" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AWS_ENDPOINT_URL", "localhost:4566"),
+        ("CELERY_BROKER_URL", "redis://localhost"),
+        ("WORKER_CONCURRENCY", "zero"),
+        ("BROKER_WAIT_TIME_SECONDS", "21"),
+        ("BRIDGE_BATCH_SIZE", "11"),
+        ("BROKER_QUEUE_PREFIX", "bad prefix!"),
+        ("MODEL", "stereocrafter-not-installed"),
+    ],
+)
+def test_malformed_setting_is_named(env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"invalid configuration: {name} ")
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_model_lists_the_available_ones(env: pytest.MonkeyPatch) -> None:
+    env.setenv("MODEL", "nope")
+    with pytest.raises(ConfigError, match=r"unknown model 'nope'; available: .*passthrough"):
+        load_settings()
+
+
+def test_bridge_needs_the_queue_url(env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="VIDEO_WORKER_QUEUE_URL is not set"):
+        load_settings().require_queue_url()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "broker", "secure"),
+    [
+        (None, "sqs://", True),
+        ("http://127.0.0.1:5000", "sqs://127.0.0.1:5000", False),
+        ("https://localstack.internal:4566", "sqs://localstack.internal:4566", True),
+    ],
+)
+def test_broker_defaults_to_sqs_at_the_aws_endpoint(
+    env: pytest.MonkeyPatch, endpoint: str | None, broker: str, secure: bool
+) -> None:
+    if endpoint:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+    env.setenv("AWS_REGION", "ap-south-1")
+    conf = celery_conf(load_settings())
+    assert conf["broker_url"] == broker
+    assert conf["broker_transport_options"]["is_secure"] is secure
+    assert conf["broker_transport_options"]["region"] == "ap-south-1"
+    assert conf["broker_transport_options"]["queue_name_prefix"] == "video-worker-"
+
+
+def test_explicit_broker_url_wins(env: pytest.MonkeyPatch) -> None:
+    env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    env.setenv("CELERY_BROKER_URL", "sqs://elsewhere:1234")
+    assert load_settings().broker_url == "sqs://elsewhere:1234"
+
+
+def test_settings_are_not_read_at_import() -> None:
+    code = "import video_worker, celeryconfig; print(video_worker.app.main)"
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "video_worker"
+
+
+def test_worker_with_bad_settings_stops_with_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", **REQUIRED, "MODEL": "nope"}
+    out = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "video_worker", "worker"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines == ["video-worker: invalid configuration: MODEL unknown model 'nope'; available: passthrough (got 'nope')"]
+
+
+def test_cli_with_missing_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "video_worker", "bridge"],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("video-worker: invalid configuration: INPUT_BUCKET_NAME")
+
+
+def test_constructed_settings_need_no_environment(env: pytest.MonkeyPatch) -> None:
+    s = Settings(input_bucket_name="a-b", output_bucket_name="c-d", segment_completions_table_name="e-f")
+    assert s.input_bucket_name == "a-b"

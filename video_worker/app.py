@@ -1,0 +1,113 @@
+"""The Celery application.
+
+``celery -A video_worker worker`` finds ``video_worker.app``. Static Celery
+policy (JSON only, late acks, ...) comes from the top-level ``celeryconfig``
+module; deployment settings (broker, queue names, concurrency) come from
+``Settings``, which is built from the environment the first time the
+configuration is needed, i.e. when the worker starts, not at import.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from celery import Celery
+from celery.canvas import Signature, chain
+
+from video_worker.errors import ConfigError
+from video_worker.payloads import VideoWorkerPayload
+from video_worker.pipeline import Runtime
+from video_worker.settings import Settings, load_settings
+
+TASK_NAMES = (
+    "video_worker.download",
+    "video_worker.infer",
+    "video_worker.upload",
+    "video_worker.record",
+)
+ENTRY_TASK = "video_worker.process"
+
+
+def celery_conf(settings: Settings) -> dict[str, Any]:
+    """The Celery settings that depend on the deployment."""
+    options: dict[str, Any] = {
+        "region": settings.aws_region,
+        "queue_name_prefix": settings.broker_queue_prefix,
+        "is_secure": settings.broker_is_secure,
+        "wait_time_seconds": settings.broker_wait_time_seconds,
+        "polling_interval": settings.broker_polling_interval,
+        "visibility_timeout": settings.broker_visibility_timeout,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": options,
+        "task_default_queue": settings.task_queue,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+    }
+
+
+class VideoWorkerApp(Celery):
+    """A Celery app that owns its ``Settings`` and, per process, its ``Runtime``."""
+
+    def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("set_as_current", False)
+        super().__init__("video_worker", **kwargs)
+        self._settings = settings
+        self._runtime: Runtime | None = None
+        self._runtime_pid = 0
+        self.config_from_object("celeryconfig")
+        self.add_defaults(self._deployment_conf)
+
+    def _deployment_conf(self) -> dict[str, Any]:
+        try:
+            return celery_conf(self.settings)
+        except ConfigError as exc:
+            if "celery.bin.celery" in sys.modules:  # under the `celery` CLI: one line, no traceback
+                raise SystemExit(f"video-worker: {exc}") from None
+            raise
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def runtime(self) -> Runtime:
+        """The stages' dependencies, built lazily in each (forked) worker process."""
+        if self._runtime is None or self._runtime_pid != os.getpid():
+            from video_worker.runtime import build_runtime
+
+            self._runtime = build_runtime(self.settings)
+            self._runtime_pid = os.getpid()
+        return self._runtime
+
+    def use_runtime(self, runtime: Runtime) -> None:
+        """Inject dependencies (tests, embedding)."""
+        self._runtime = runtime
+        self._runtime_pid = os.getpid()
+
+
+def create_app(settings: Settings | None = None) -> VideoWorkerApp:
+    """A new app with the pipeline's tasks registered."""
+    from video_worker import tasks
+
+    app = VideoWorkerApp(settings)
+    tasks.register(app)
+    return app
+
+
+def build_chain(payload: VideoWorkerPayload, app: Celery | None = None) -> Signature:
+    """The whole ``download → infer → upload → record`` chain for one segment.
+
+    Signatures are built by task name, so any Celery app configured for the
+    same broker can publish it: ``build_chain(payload, app).apply_async()``.
+    """
+    from video_worker import app as default_app
+
+    target = app or default_app
+    first = target.signature(TASK_NAMES[0], args=(payload.model_dump(mode="json"),))
+    return chain(first, *(target.signature(name) for name in TASK_NAMES[1:]))

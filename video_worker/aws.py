@@ -1,0 +1,94 @@
+"""boto3 clients and the mapping of SDK errors onto ``errors``.
+
+Every adapter catches botocore exceptions at its edge and re-raises them with
+``translate()`` so the rest of the package sees only our error tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from video_worker.errors import (
+    AccessDenied,
+    ObjectNotFound,
+    PermanentError,
+    TransientError,
+    VideoWorkerError,
+)
+from video_worker.settings import Settings
+
+_NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFoundException"}
+_DENIED = {"403", "AccessDenied", "AccessDeniedException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_THROTTLED = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalServerError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "TransactionInProgressException",
+}
+
+
+def make_client(service: str, settings: Settings) -> Any:
+    """A boto3 client for ``service`` in the configured region/endpoint.
+
+    botocore's own retries are kept small (standard mode, 3 attempts): longer
+    waits belong to the task's retry policy, which does not block a worker slot.
+    """
+    config = Config(
+        region_name=settings.aws_region,
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=max(10, settings.transfer_threads * 2),
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return boto3.session.Session().client(
+        service, endpoint_url=settings.aws_endpoint_url, config=config
+    )
+
+
+def translate(exc: Exception, what: str) -> VideoWorkerError:
+    """Map a botocore/boto3 exception to our error tree; ``what`` names the operation."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        message = f"{what}: {code or status} {error.get('Message', '')}".strip()
+        if code in _NOT_FOUND or status == 404:
+            return ObjectNotFound(message)
+        if code in _DENIED or status == 403:
+            return AccessDenied(message)
+        if code in _THROTTLED or status >= 500 or status == 429:
+            return TransientError(message)
+        return PermanentError(message)
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, ReadTimeoutError, ConnectionError, TimeoutError)):
+        return TransientError(f"{what}: {exc}")
+    if isinstance(exc, BotoCoreError):
+        return TransientError(f"{what}: {exc}")
+    return PermanentError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+SDK_ERRORS: tuple[type[Exception], ...] = (
+    ClientError,
+    BotoCoreError,
+    ConnectionError,
+    TimeoutError,
+)

@@ -1,0 +1,154 @@
+"""The bridge: raw S3-event queue → one Celery chain per segment.
+
+It long-polls ``VIDEO_WORKER_QUEUE_URL``, parses each message body with
+``events.parse_message`` and publishes a chain per segment record. A raw
+message is deleted only after every chain from it has been published; a
+message with nothing to do is deleted too. A malformed message is logged and
+left alone: after ``maxReceiveCount`` receives the queue's redrive policy moves
+it to the dead-letter queue. A failure to publish leaves the message to come
+back after its visibility timeout. The bridge never crashes on a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from video_worker.aws import SDK_ERRORS, translate
+from video_worker.errors import MalformedMessage, VideoWorkerError
+from video_worker.events import SegmentEvent, parse_message
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[SegmentEvent], None]
+
+
+class _Interrupted(BaseException):
+    """Raised by the signal handler to abandon a long poll."""
+
+
+@dataclass
+class BatchReport:
+    received: int = 0
+    published: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    malformed: int = 0
+    failed: int = 0
+
+
+class Bridge:
+    """Moves S3 events from the raw queue to the Celery broker."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        input_bucket: str,
+        publish: Publish,
+        *,
+        wait_time_seconds: int = 20,
+        batch_size: int = 10,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._input_bucket = input_bucket
+        self._publish = publish
+        self._wait = wait_time_seconds
+        self._batch = batch_size
+        self.stopping = threading.Event()
+        self._receiving = False
+
+    def run(self) -> None:
+        """Poll until ``stop()``; finishes the batch in hand before returning."""
+        log.info("bridge polling %s", self._queue_url)
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+            except _Interrupted:
+                break
+            except VideoWorkerError as exc:
+                log.error("bridge: %s; retrying", exc)
+                self.stopping.wait(min(5.0, max(1.0, self._wait / 4)))
+        log.info("bridge stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: stop receiving, finish the batch in hand, return from ``run``.
+
+        If the signal arrives during a long poll (no message in hand), the poll
+        is abandoned at once; anything SQS handed out in that instant becomes
+        visible again after the queue's visibility timeout.
+        """
+
+        def handler(signum: int, frame: object) -> None:
+            log.info("bridge: signal %d, stopping", signum)
+            self.stop()
+            if self._receiving:
+                raise _Interrupted
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def poll_once(self) -> BatchReport:
+        """Receive one batch and handle every message in it."""
+        self._receiving = True
+        try:
+            if self.stopping.is_set():
+                return BatchReport()
+            response = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=self._batch,
+                WaitTimeSeconds=self._wait,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except SDK_ERRORS as exc:
+            raise translate(exc, "receive from the video-worker queue") from exc
+        finally:
+            self._receiving = False
+        report = BatchReport()
+        for message in response.get("Messages", []):
+            report.received += 1
+            self._handle(message, report)
+        return report
+
+    def _handle(self, message: dict[str, Any], report: BatchReport) -> None:
+        message_id = message.get("MessageId", "?")
+        try:
+            parsed = parse_message(message.get("Body", ""), self._input_bucket)
+        except MalformedMessage as exc:
+            report.malformed += 1
+            receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+            log.error(
+                "message %s is malformed (%s); left for the dead-letter queue (receive %s)",
+                message_id, exc, receives,
+            )
+            return
+        for skip in parsed.skipped:
+            report.skipped += 1
+            log.info("message %s: skipped %s/%s: %s", message_id, skip.bucket, skip.key, skip.reason)
+        try:
+            for event in parsed.segments:
+                self._publish(event)
+                report.published += 1
+                log.info(
+                    "message %s: published chain for %s/%d of %d (%s)",
+                    message_id, event.payload.job_id, event.payload.segment_index,
+                    event.payload.total_segments, event.payload.segment_s3_uri,
+                )
+        except Exception as exc:  # the broker refused: keep the message for redelivery
+            report.failed += 1
+            log.error("message %s: publishing failed (%s); it will be received again", message_id, exc)
+            return
+        try:
+            self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+            report.deleted += 1
+        except SDK_ERRORS as exc:
+            report.failed += 1
+            log.error("message %s: %s; it will be received again", message_id, translate(exc, "delete"))

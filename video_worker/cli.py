@@ -1,0 +1,145 @@
+"""``video-worker``: the bridge, the embedded dev environment, submit, schemas."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from video_worker.errors import ConfigError, VideoWorkerError
+from video_worker.payloads import MODES
+
+log = logging.getLogger("video_worker")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s",
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from video_worker.aws import make_client
+    from video_worker.bridge import Bridge
+    from video_worker.publish import chain_publisher
+    from video_worker.settings import load_settings
+
+    settings = load_settings()
+    queue_url = settings.require_queue_url()
+    bridge = Bridge(
+        make_client("sqs", settings),
+        queue_url,
+        settings.input_bucket_name,
+        chain_publisher(settings),
+        wait_time_seconds=settings.bridge_wait_time_seconds,
+        batch_size=settings.bridge_batch_size,
+    )
+    bridge.install_signal_handlers()
+    bridge.run()
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from video_worker.aws import make_client
+    from video_worker.settings import load_settings
+    from video_worker.submit import submit_segment
+
+    settings = load_settings()
+    uri = submit_segment(
+        make_client("s3", settings),
+        settings.input_bucket_name,
+        Path(args.file),
+        job_id=args.job_id,
+        index=args.index,
+        total=args.total,
+        mode=args.mode,
+    )
+    print(uri)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from video_worker.dev import run_dev
+
+    return run_dev(demo=args.demo, port=args.port, timeout=args.timeout)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from video_worker.aws import make_client
+    from video_worker.provision import provision
+    from video_worker.settings import load_settings
+
+    settings = load_settings()
+    res = provision(
+        *(make_client(name, settings) for name in ("s3", "dynamodb", "sqs")),
+        prefix=args.prefix,
+        input_bucket=settings.input_bucket_name,
+        output_bucket=settings.output_bucket_name,
+        table=settings.segment_completions_table_name,
+    )
+    for name, value in res.env().items():
+        print(f"{name}={value}")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from video_worker.schemas import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="video-worker", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bridge = sub.add_parser("bridge", help="move S3 events from the raw queue to Celery chains")
+    bridge.set_defaults(func=cmd_bridge)
+
+    dev = sub.add_parser("dev", help="run everything on an embedded AWS emulator")
+    dev.add_argument("--demo", action="store_true", help="process one sample segment and exit")
+    dev.add_argument("--port", type=int, default=0, help="emulator port (default: a free one)")
+    dev.add_argument("--timeout", type=float, default=120.0, help="--demo: seconds to wait")
+    dev.set_defaults(func=cmd_dev)
+
+    submit = sub.add_parser("submit", help="upload a segment to the input bucket")
+    submit.add_argument("file")
+    submit.add_argument("--job-id", required=True)
+    submit.add_argument("--index", type=int, required=True)
+    submit.add_argument("--total", type=int, required=True)
+    submit.add_argument("--mode", choices=MODES, required=True)
+    submit.set_defaults(func=cmd_submit)
+
+    prov = sub.add_parser(
+        "provision", help="create the buckets, table, queues and S3 notification (emulators, sandboxes)"
+    )
+    prov.add_argument("--prefix", default="video-worker", help="prefix of the queue names")
+    prov.set_defaults(func=cmd_provision)
+
+    schemas = sub.add_parser("schemas", help="write the task payloads' JSON Schemas")
+    schemas.add_argument("--out", default="docs/schemas")
+    schemas.set_defaults(func=cmd_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"video-worker: {exc}", file=sys.stderr)
+        return 2
+    except VideoWorkerError as exc:
+        print(f"video-worker: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

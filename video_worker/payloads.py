@@ -1,0 +1,125 @@
+"""The JSON payloads that travel between the bridge and the chained tasks.
+
+Every task receives and returns one of these models, dumped to plain JSON.
+They are small by construction: they carry S3 URIs and scratch-file
+references, never video bytes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+Mode = Literal["anaglyph", "sbs"]
+MODES: tuple[Mode, ...] = ("anaglyph", "sbs")
+JOB_ID_MAX_LENGTH = 128
+
+
+def check_job_id(value: str) -> str:
+    """Accept a job id only if it is one safe path segment.
+
+    Not empty, at most ``JOB_ID_MAX_LENGTH`` characters, no ``/`` or ``\\``,
+    no ``..``, not ``.``, no control or format characters (NUL, newlines,
+    bidi overrides).
+    """
+    if not value:
+        raise ValueError("job id is empty")
+    if len(value) > JOB_ID_MAX_LENGTH:
+        raise ValueError(f"job id is longer than {JOB_ID_MAX_LENGTH} characters")
+    if "/" in value or "\\" in value:
+        raise ValueError("job id contains a path separator")
+    if value == "." or ".." in value:
+        raise ValueError("job id contains '..' or is '.'")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in value):
+        raise ValueError("job id contains a control character")
+    return value
+
+
+JobId = Annotated[str, AfterValidator(check_job_id)]
+
+
+def check_s3_uri(value: str) -> str:
+    if not value.startswith("s3://"):
+        raise ValueError("not an s3:// URI")
+    bucket, _, key = value[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise ValueError("s3 URI needs a bucket and a key")
+    return value
+
+
+S3Uri = Annotated[str, AfterValidator(check_s3_uri)]
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    """The ``s3://bucket/key`` URI of an object (key not encoded)."""
+    return f"s3://{bucket}/{key}"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → ``(bucket, key)``."""
+    bucket, _, key = check_s3_uri(uri)[len("s3://") :].partition("/")
+    return bucket, key
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VideoWorkerPayload(_Payload):
+    """One segment to process: the input of ``video_worker.download``."""
+
+    job_id: JobId
+    segment_index: int = Field(ge=0)
+    total_segments: int = Field(ge=1)
+    segment_s3_uri: S3Uri
+    mode: Mode
+
+    @model_validator(mode="after")
+    def _index_below_total(self) -> VideoWorkerPayload:
+        if self.segment_index >= self.total_segments:
+            raise ValueError(
+                f"segment_index {self.segment_index} is not below total_segments {self.total_segments}"
+            )
+        return self
+
+
+class LocalFile(_Payload):
+    """A file in one worker host's scratch directory."""
+
+    host: str = Field(description="the worker host (and scratch directory) holding the file")
+    path: str
+    size: int = Field(ge=0)
+
+
+class Downloaded(_Payload):
+    """Output of ``video_worker.download``, input of ``video_worker.infer``."""
+
+    segment: VideoWorkerPayload
+    input: LocalFile
+
+
+class Inferred(_Payload):
+    """Output of ``video_worker.infer``, input of ``video_worker.upload``."""
+
+    segment: VideoWorkerPayload
+    output: LocalFile
+    model: str
+
+
+class Uploaded(_Payload):
+    """Output of ``video_worker.upload``, input of ``video_worker.record``."""
+
+    segment: VideoWorkerPayload
+    output_s3_uri: S3Uri
+
+
+class SegmentCompletion(_Payload):
+    """The DynamoDB row that reassembly counts; output of ``video_worker.record``."""
+
+    job_id: JobId
+    segment_index: int = Field(ge=0)
+    output_s3_uri: S3Uri
+    completed_at: int = Field(ge=0, description="Unix seconds")
+    total_segments: int = Field(ge=1)

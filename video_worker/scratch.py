@@ -1,0 +1,93 @@
+"""The worker host's scratch directory: where segments live between tasks.
+
+Paths are built only from validated payload fields (a safe job id and an
+integer index) and are checked to stay inside the scratch root. Files are
+written under a temporary name and renamed into place, so a half-written file
+is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from video_worker.errors import UnsafePath
+from video_worker.payloads import LocalFile, VideoWorkerPayload
+
+_PLAIN_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+
+Stage = Literal["input", "output"]
+
+
+class Scratch:
+    """One host's scratch directory; ``host`` identifies it in ``LocalFile``s."""
+
+    def __init__(self, root: Path, host: str | None = None) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self.host = host or f"{socket.gethostname()}:{self.root}"
+
+    def path_for(self, segment: VideoWorkerPayload, stage: Stage) -> Path:
+        """Where ``segment``'s input or output file lives on this host."""
+        job = segment.job_id
+        folder = job if _PLAIN_JOB_ID.match(job) else "h-" + hashlib.sha256(job.encode()).hexdigest()[:32]
+        path = (self.root / folder / f"{segment.segment_index:05d}.{stage}.mp4").resolve()
+        if not path.is_relative_to(self.root) or path.parent.parent != self.root:
+            raise UnsafePath(f"scratch path for job {job!r} leaves {self.root}")
+        return path
+
+    def describe(self, path: Path) -> LocalFile:
+        return LocalFile(host=self.host, path=str(path), size=path.stat().st_size)
+
+    def holds(self, file: LocalFile) -> Path | None:
+        """The local path of ``file`` if it is on this host, complete; else ``None``."""
+        if file.host != self.host:
+            return None
+        path = Path(file.path).resolve()
+        if not path.is_relative_to(self.root):
+            return None
+        try:
+            return path if path.stat().st_size == file.size else None
+        except OSError:
+            return None
+
+    @contextmanager
+    def writing(self, final: Path) -> Iterator[Path]:
+        """Yield a temporary path; on success it is renamed to ``final``."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=".part-", suffix=".mp4")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def sweep(self, max_age_seconds: float) -> int:
+        """Delete files older than ``max_age_seconds`` (left by chains that moved host or failed)."""
+        cutoff = time.time() - max_age_seconds
+        removed = 0
+        for path in self.root.glob("*/*.mp4"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    self.remove(path)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+    def remove(self, path: Path) -> None:
+        """Delete a scratch file and its job folder once empty."""
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: other segments of the job are still here
+            path.parent.rmdir()

@@ -1,0 +1,164 @@
+"""One settings object, built once at the entry point and passed down.
+
+Nothing is read from the environment at import time: ``load_settings()`` is
+called by the CLI, by the Celery app when its configuration is first needed,
+or by tests that build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from video_worker.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker and the bridge, with its environment variable."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+    # The pipeline's existing contract.
+    input_bucket_name: str = Field(min_length=3, validation_alias="INPUT_BUCKET_NAME")
+    output_bucket_name: str = Field(min_length=3, validation_alias="OUTPUT_BUCKET_NAME")
+    segment_completions_table_name: str = Field(
+        min_length=3, validation_alias="SEGMENT_COMPLETIONS_TABLE_NAME"
+    )
+    video_worker_queue_url: str | None = Field(None, validation_alias="VIDEO_WORKER_QUEUE_URL")
+    aws_region: str = Field(
+        "us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
+
+    # Broker.
+    celery_broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
+    broker_queue_prefix: str = Field(
+        "video-worker-", pattern=r"^[A-Za-z0-9_-]{0,40}$", validation_alias="BROKER_QUEUE_PREFIX"
+    )
+    task_queue: str = Field(
+        "tasks", pattern=r"^[A-Za-z0-9_-]{1,40}$", validation_alias="VIDEO_WORKER_TASK_QUEUE"
+    )
+    broker_wait_time_seconds: int = Field(
+        10, ge=0, le=20, validation_alias="BROKER_WAIT_TIME_SECONDS"
+    )
+    broker_polling_interval: float = Field(
+        0.0, ge=0, le=60, validation_alias="BROKER_POLLING_INTERVAL"
+    )
+    broker_visibility_timeout: int = Field(
+        1800, ge=30, le=43200, validation_alias="BROKER_VISIBILITY_TIMEOUT"
+    )
+
+    # Worker.
+    scratch_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "video-worker", validation_alias="VIDEO_WORKER_SCRATCH_DIR"
+    )
+    scratch_max_age_seconds: int = Field(
+        24 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS"
+    )
+    model: str = Field("passthrough", min_length=1, validation_alias="MODEL")
+    worker_concurrency: int = Field(2, ge=1, le=64, validation_alias="WORKER_CONCURRENCY")
+    worker_prefetch_multiplier: int = Field(
+        1, ge=1, le=16, validation_alias="WORKER_PREFETCH_MULTIPLIER"
+    )
+    transfer_chunk_mib: int = Field(8, ge=5, le=512, validation_alias="TRANSFER_CHUNK_MIB")
+    transfer_threads: int = Field(4, ge=1, le=32, validation_alias="TRANSFER_THREADS")
+    max_retries: int = Field(5, ge=0, le=50, validation_alias="TASK_MAX_RETRIES")
+
+    # Bridge.
+    bridge_wait_time_seconds: int = Field(
+        20, ge=0, le=20, validation_alias="BRIDGE_WAIT_TIME_SECONDS"
+    )
+    bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE")
+
+    @field_validator("aws_endpoint_url", "celery_broker_url", "video_worker_queue_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http(s):// URL")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_is_sqs(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("sqs", "memory"):
+            raise ValueError("must be an sqs:// URL")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_known(cls, value: str) -> str:
+        from video_worker.inference import available_models
+
+        known = available_models()
+        if value not in known:
+            raise ValueError(f"unknown model {value!r}; available: {', '.join(sorted(known))}")
+        return value
+
+    def require_queue_url(self) -> str:
+        if not self.video_worker_queue_url:
+            raise ConfigError("VIDEO_WORKER_QUEUE_URL is not set (the bridge needs it)")
+        return self.video_worker_queue_url
+
+    @property
+    def broker_url(self) -> str:
+        """``CELERY_BROKER_URL``, or an SQS broker at ``AWS_ENDPOINT_URL``/in the region."""
+        if self.celery_broker_url:
+            return self.celery_broker_url
+        if self.aws_endpoint_url:
+            parts = urlsplit(self.aws_endpoint_url)
+            port = f":{parts.port}" if parts.port else ""
+            return f"sqs://{parts.hostname}{port}"
+        return "sqs://"
+
+    @property
+    def broker_is_secure(self) -> bool:
+        if self.celery_broker_url or not self.aws_endpoint_url:
+            return True
+        return urlsplit(self.aws_endpoint_url).scheme == "https"
+
+
+def _field_env_name(settings_cls: type[BaseSettings], field: str) -> str:
+    info = settings_cls.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices) and alias.choices:
+        first = alias.choices[0]
+        return first if isinstance(first, str) else field.upper()
+    return field.upper()
+
+
+def describe_validation_error(exc: ValidationError, settings_cls: type[BaseSettings]) -> str:
+    """One line naming every bad setting by its environment variable."""
+    problems = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        name = _field_env_name(settings_cls, field)
+        message = "is required but not set" if err["type"] == "missing" else err["msg"]
+        message = message.removeprefix("Value error, ")
+        if err["type"] != "missing" and "input" in err:
+            message = f"{message} (got {str(err['input'])[:60]!r})"
+        problems.append(f"{name} {message}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build ``Settings`` from the environment; raise ``ConfigError`` with one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, Settings)) from None
