@@ -132,13 +132,13 @@ class Bridge:
             return
         for skip in parsed.skipped:
             report.skipped += 1
-            log.info("message %s: skipped %s/%s: %s", message_id, skip.bucket, skip.key, skip.reason)
+            log.info("message %s: skipped %r/%r: %s", message_id, skip.bucket, skip.key, skip.reason)
         try:
             for event in parsed.segments:
                 self._publish(event)
                 report.published += 1
                 log.info(
-                    "message %s: published chain for %s/%d of %d (%s)",
+                    "message %s: published chain for %r/%d of %d (%r)",
                     message_id, event.payload.job_id, event.payload.segment_index,
                     event.payload.total_segments, event.payload.segment_s3_uri,
                 )

@@ -66,6 +66,6 @@ def why_not_segment_key(key: str) -> str:
 def build_output_segment_key(job_id: str, segment_index: int) -> str:
     """``jobs/{job_id}/segments/{segment_index}.mp4``."""
     check_job_id(job_id)
-    if segment_index < 0:
-        raise ValueError("segment_index must be >= 0")
+    if isinstance(segment_index, bool) or not isinstance(segment_index, int) or segment_index < 0:
+        raise ValueError(f"segment_index must be an integer >= 0, not {segment_index!r}")
     return f"jobs/{job_id}/segments/{segment_index}.mp4"

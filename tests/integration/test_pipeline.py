@@ -61,7 +61,7 @@ def test_uploaded_segments_come_out_identical_with_one_row_each(aws: Aws, procs:
             assert int(row["completed_at"]["N"]) > 1_700_000_000
     wait_until(lambda: aws.queue_depth(aws.resources.queue_url) == 0, 30, "raw queue drained")
     assert worker.alive() and bridge.alive()
-    assert "published chain for job with spaces+plus/1 of 2" in bridge.log()
+    assert "published chain for 'job with spaces+plus'/1 of 2" in bridge.log()
 
 
 def test_skipped_and_malformed_messages_produce_nothing_and_processes_keep_running(
