@@ -74,6 +74,8 @@ def test_four_stages_on_one_host(clients: dict[str, Any], tmp_path: Path) -> Non
         "job_id": {"S": "job-1"}, "segment_index": {"N": "2"},
         "output_s3_uri": {"S": u.output_s3_uri}, "completed_at": {"N": "1800000000"},
         "total_segments": {"N": "4"},
+        "source_etag": {"S": clients["s3"].head_object(Bucket=clients["res"].input_bucket,
+                                                       Key="segments/job-1/00002_00004_sbs.mp4")["ETag"].strip('"')},
     }
     assert completion.completed_at == 1_800_000_000
     assert list((tmp_path / "s").rglob("*.mp4")) == []
@@ -106,7 +108,11 @@ def test_missing_source_object_is_permanent(clients: dict[str, Any], tmp_path: P
     seg = VideoWorkerPayload(job_id="j", segment_index=0, total_segments=1,
                              segment_s3_uri=f"s3://{clients['res'].input_bucket}/segments/j/00000_00001_sbs.mp4",
                              mode="sbs")
-    with pytest.raises(ObjectNotFound, match="download s3://"):
+    with pytest.raises(ObjectNotFound, match="head s3://.*00000_00001_sbs.mp4: 404"):
+        pipeline.download(seg, rt)
+    # With the version from the event there is no HEAD: the download itself finds it missing.
+    seg = seg.model_copy(update={"source_etag": "abc", "source_size": 10})
+    with pytest.raises(ObjectNotFound, match="download s3://.*: 404"):
         pipeline.download(seg, rt)
     assert [p for p in (tmp_path / "s").rglob("*") if p.is_file()] == [], "no partial file left"
 

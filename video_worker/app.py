@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery
 from celery.canvas import Signature, chain
 
+from video_worker.deadletters import DeadLetterQueue
 from video_worker.errors import ConfigError
 from video_worker.payloads import VideoWorkerPayload
 from video_worker.pipeline import Runtime
@@ -58,6 +59,8 @@ class VideoWorkerApp(Celery):
         self._settings = settings
         self._runtime: Runtime | None = None
         self._runtime_pid = 0
+        self._dead_letters: DeadLetterQueue | None = None
+        self._dead_letters_pid = 0
         self.config_from_object("celeryconfig")
         self.add_defaults(self._deployment_conf)
 
@@ -85,6 +88,19 @@ class VideoWorkerApp(Celery):
             self._runtime_pid = os.getpid()
         return self._runtime
 
+    @property
+    def dead_letters(self) -> DeadLetterQueue:
+        """Where chains that failed for good go (per process, like ``runtime``)."""
+        if self._dead_letters is None or self._dead_letters_pid != os.getpid():
+            from video_worker.aws import make_client
+
+            sqs = make_client("sqs", self.settings)
+            url = self.settings.video_worker_dlq_url
+            name = f"{self.settings.broker_queue_prefix}dead-letters"
+            self._dead_letters = DeadLetterQueue(sqs, url) if url else DeadLetterQueue.named(sqs, name)
+            self._dead_letters_pid = os.getpid()
+        return self._dead_letters
+
     def use_runtime(self, runtime: Runtime) -> None:
         """Inject dependencies (tests, embedding)."""
         self._runtime = runtime
@@ -94,9 +110,11 @@ class VideoWorkerApp(Celery):
 def create_app(settings: Settings | None = None) -> VideoWorkerApp:
     """A new app with the pipeline's tasks registered."""
     from video_worker import tasks
+    from video_worker.visibility import VisibilityHeartbeat
 
     app = VideoWorkerApp(settings)
     tasks.register(app)
+    app.steps["consumer"].add(VisibilityHeartbeat)
     return app
 
 

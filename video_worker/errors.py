@@ -47,6 +47,10 @@ class ModelRejected(PermanentError):
     """The model refused the input (corrupt or unsupported video)."""
 
 
+class SegmentTooLarge(PermanentError):
+    """The source object is larger than ``MAX_SEGMENT_BYTES``."""
+
+
 class UnsafePath(PermanentError):
     """A path derived from input would leave the scratch directory."""
 

@@ -34,6 +34,23 @@ class SegmentEvent:
     sequencer: str | None
     size: int | None
 
+    def work(self) -> VideoWorkerPayload:
+        """The chain's input: the segment plus the uploaded object's version.
+
+        Version fields that do not validate are dropped (``download`` then
+        reads them from S3) rather than losing the segment.
+        """
+        source = {
+            "source_etag": self.etag.strip('"') if self.etag else None,
+            "source_version_id": self.version_id,
+            "source_sequencer": self.sequencer,
+            "source_size": self.size,
+        }
+        try:
+            return VideoWorkerPayload.model_validate({**self.payload.model_dump(), **source})
+        except ValidationError:
+            return self.payload
+
 
 @dataclass(frozen=True)
 class Skip:

@@ -68,13 +68,21 @@ class _Payload(BaseModel):
 
 
 class VideoWorkerPayload(_Payload):
-    """One segment to process: the input of ``video_worker.download``."""
+    """One segment to process: the input of ``video_worker.download``.
+
+    The optional ``source_*`` fields identify the uploaded object version (from
+    the S3 event). When they are missing, ``download`` asks S3 (one HEAD).
+    """
 
     job_id: JobId
     segment_index: int = Field(ge=0)
     total_segments: int = Field(ge=1)
     segment_s3_uri: S3Uri
     mode: Mode
+    source_etag: str | None = Field(None, max_length=128)
+    source_version_id: str | None = Field(None, max_length=1024)
+    source_sequencer: str | None = Field(None, max_length=64, pattern=r"^[0-9A-Fa-f]*$")
+    source_size: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _index_below_total(self) -> VideoWorkerPayload:
@@ -94,10 +102,16 @@ class LocalFile(_Payload):
 
 
 class Downloaded(_Payload):
-    """Output of ``video_worker.download``, input of ``video_worker.infer``."""
+    """Output of ``video_worker.download``, input of ``video_worker.infer``.
+
+    ``segment`` carries the source version that was downloaded. ``skipped``
+    is set (and ``input`` is ``None``) when the chain stops here because this
+    source version already has its completion row.
+    """
 
     segment: VideoWorkerPayload
-    input: LocalFile
+    input: LocalFile | None
+    skipped: str | None = None
 
 
 class Inferred(_Payload):
@@ -116,10 +130,16 @@ class Uploaded(_Payload):
 
 
 class SegmentCompletion(_Payload):
-    """The DynamoDB row that reassembly counts; output of ``video_worker.record``."""
+    """The DynamoDB row that reassembly counts; output of ``video_worker.record``.
+
+    The ``source_*`` attributes (added to the row when known) identify the
+    input version the output was made from; they make repeats detectable.
+    """
 
     job_id: JobId
     segment_index: int = Field(ge=0)
     output_s3_uri: S3Uri
     completed_at: int = Field(ge=0, description="Unix seconds")
     total_segments: int = Field(ge=1)
+    source_etag: str | None = None
+    source_sequencer: str | None = None

@@ -13,6 +13,6 @@ def chain_publisher(settings: Settings) -> Publish:
     app = create_app(settings)
 
     def publish(event: SegmentEvent) -> None:
-        build_chain(event.payload, app).apply_async()
+        build_chain(event.work(), app).apply_async()
 
     return publish

@@ -27,4 +27,5 @@ def build_runtime(settings: Settings) -> Runtime:
         model_name=settings.model,
         scratch=scratch,
         output_bucket=settings.output_bucket_name,
+        max_segment_bytes=settings.max_segment_bytes,
     )

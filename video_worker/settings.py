@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from video_worker.errors import ConfigError
+from video_worker.retry import RetryPolicy, RetryRule
 
 
 class Settings(BaseSettings):
@@ -52,8 +53,9 @@ class Settings(BaseSettings):
         0.0, ge=0, le=60, validation_alias="BROKER_POLLING_INTERVAL"
     )
     broker_visibility_timeout: int = Field(
-        1800, ge=30, le=43200, validation_alias="BROKER_VISIBILITY_TIMEOUT"
+        120, ge=10, le=43200, validation_alias="BROKER_VISIBILITY_TIMEOUT"
     )
+    video_worker_dlq_url: str | None = Field(None, validation_alias="VIDEO_WORKER_DLQ_URL")
 
     # Worker.
     scratch_dir: Path = Field(
@@ -69,7 +71,15 @@ class Settings(BaseSettings):
     )
     transfer_chunk_mib: int = Field(8, ge=5, le=512, validation_alias="TRANSFER_CHUNK_MIB")
     transfer_threads: int = Field(4, ge=1, le=32, validation_alias="TRANSFER_THREADS")
-    max_retries: int = Field(5, ge=0, le=50, validation_alias="TASK_MAX_RETRIES")
+    max_retries: int = Field(5, ge=0, le=100, validation_alias="TASK_MAX_RETRIES")
+    retry_base_seconds: float = Field(2.0, ge=0, le=900, validation_alias="TASK_RETRY_BASE_SECONDS")
+    retry_max_delay_seconds: int = Field(
+        300, ge=0, le=900, validation_alias="TASK_RETRY_MAX_DELAY_SECONDS"
+    )
+    retry_overrides: dict[str, RetryRule] = Field(
+        default_factory=dict, validation_alias="TASK_RETRY_OVERRIDES"
+    )
+    max_segment_bytes: int = Field(2 * 1024**3, ge=1, validation_alias="MAX_SEGMENT_BYTES")
 
     # Bridge.
     bridge_wait_time_seconds: int = Field(
@@ -77,7 +87,7 @@ class Settings(BaseSettings):
     )
     bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE")
 
-    @field_validator("aws_endpoint_url", "celery_broker_url", "video_worker_queue_url")
+    @field_validator("aws_endpoint_url", "celery_broker_url", "video_worker_queue_url", "video_worker_dlq_url")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -107,6 +117,23 @@ class Settings(BaseSettings):
         if value not in known:
             raise ValueError(f"unknown model {value!r}; available: {', '.join(sorted(known))}")
         return value
+
+    @field_validator("retry_overrides")
+    @classmethod
+    def _overrides_name_tasks(cls, value: dict[str, RetryRule]) -> dict[str, RetryRule]:
+        unknown = sorted(name for name in value if not name.startswith("video_worker."))
+        if unknown:
+            raise ValueError(f"keys must be task names like 'video_worker.infer', not {unknown}")
+        return value
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        default = RetryRule(
+            max_retries=self.max_retries,
+            base_seconds=self.retry_base_seconds,
+            max_delay_seconds=self.retry_max_delay_seconds,
+        )
+        return RetryPolicy(default=default, overrides=dict(self.retry_overrides))
 
     def require_queue_url(self) -> str:
         if not self.video_worker_queue_url:

@@ -7,6 +7,7 @@ memory stays bounded whatever the segment size.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,9 +19,20 @@ from video_worker.payloads import split_s3_uri
 MIB = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    etag: str  # without quotes
+    version_id: str | None
+
+
 class ObjectStorage(Protocol):
-    def download(self, uri: str, dest: Path) -> int:
-        """Stream the object at ``uri`` to ``dest``; return its size in bytes."""
+    def head(self, uri: str) -> ObjectInfo:
+        """Size, ETag and version of the object at ``uri``."""
+        ...
+
+    def download(self, uri: str, dest: Path, version_id: str | None = None) -> int:
+        """Stream the object (that version, if given) at ``uri`` to ``dest``; return its size."""
         ...
 
     def upload(self, src: Path, uri: str) -> None:
@@ -41,10 +53,24 @@ class S3Storage:
             use_threads=threads > 1,
         )
 
-    def download(self, uri: str, dest: Path) -> int:
+    def head(self, uri: str) -> ObjectInfo:
         bucket, key = split_s3_uri(uri)
         try:
-            self._client.download_file(bucket, key, str(dest), Config=self._transfer)
+            head = self._client.head_object(Bucket=bucket, Key=key)
+        except SDK_ERRORS as exc:
+            raise translate(exc, f"head {uri}") from exc
+        version = head.get("VersionId")
+        return ObjectInfo(
+            size=int(head["ContentLength"]),
+            etag=str(head.get("ETag", "")).strip('"'),
+            version_id=None if version in (None, "null") else str(version),
+        )
+
+    def download(self, uri: str, dest: Path, version_id: str | None = None) -> int:
+        bucket, key = split_s3_uri(uri)
+        extra = {"VersionId": version_id} if version_id else None
+        try:
+            self._client.download_file(bucket, key, str(dest), ExtraArgs=extra, Config=self._transfer)
         except SDK_ERRORS as exc:
             raise translate(exc, f"download {uri}") from exc
         return dest.stat().st_size

@@ -1,26 +1,41 @@
 """The Celery tasks: thin wrappers that validate, call ``pipeline``, dump.
 
-Retry policy lives here, in one place: ``TransientError`` is retried with
-exponential backoff and jitter; every other error fails the chain at once.
+Every task runs through ``_run``: a ``TransientError`` is retried as
+``retry.RetryPolicy`` says (the delay is SQS ``DelaySeconds``, not an ETA);
+anything else, or a transient error past its retry bound, is written to the
+dead-letter queue and fails the chain.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Task
 from pydantic import BaseModel, ValidationError
 
 from video_worker import pipeline
-from video_worker.errors import InvalidPayload, TransientError
+from video_worker.deadletters import DeadLetter
+from video_worker.errors import InvalidPayload, VideoWorkerError
 from video_worker.payloads import Downloaded, Inferred, Uploaded, VideoWorkerPayload
 
 if TYPE_CHECKING:
     from video_worker.app import VideoWorkerApp
 
-M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
-RETRY_BACKOFF_MAX_SECONDS = 300  # well below the broker's visibility timeout
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+class PipelineTask(Task):
+    """Base of the pipeline's tasks (late ack; a lost worker's message is redelivered)."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    default_retry_delay = 0  # the real delay is the message's SQS DelaySeconds
 
 
 def _parse(model: type[M], data: Any) -> M:
@@ -32,47 +47,80 @@ def _parse(model: type[M], data: Any) -> M:
         raise InvalidPayload(f"invalid {model.__name__} payload: {where}: {first['msg']}") from None
 
 
-class PipelineTask(Task):
-    """Base of the pipeline's tasks: the retry bound comes from ``Settings``."""
+def _segment_of(data: Any) -> VideoWorkerPayload | None:
+    """The segment a (possibly invalid) task argument is about, for the dead letter."""
+    candidate = data.get("segment", data) if isinstance(data, dict) else None
+    try:
+        return VideoWorkerPayload.model_validate(candidate)
+    except ValidationError:
+        return None
 
-    autoretry_for = (TransientError,)
-    retry_backoff = 2
-    retry_backoff_max = RETRY_BACKOFF_MAX_SECONDS
-    retry_jitter = True
-    acks_late = True
-    reject_on_worker_lost = True
 
-    @property
-    def max_retries(self) -> int:
-        return int(self.app.settings.max_retries)
+def _run(task: Task, app: VideoWorkerApp, model: type[M], stage: Callable[[M, pipeline.Runtime], R],
+         payload: Any) -> dict[str, Any]:
+    try:
+        result = stage(_parse(model, payload), app.runtime)
+    except Exception as exc:
+        retries = int(task.request.retries or 0)
+        policy = app.settings.retry_policy
+        if policy.should_retry(task.name, exc, retries):
+            delay = policy.delay_seconds(task.name, retries)
+            log.warning("%s: %s; retry %d in %ds", task.name, exc, retries + 1, delay)
+            raise task.retry(exc=exc, countdown=0, max_retries=retries + 1, delay_seconds=delay) from exc
+        _dead_letter(task, app, payload, exc, attempts=retries + 1)
+        raise
+    return result.model_dump(mode="json")
+
+
+def _dead_letter(task: Task, app: VideoWorkerApp, payload: Any, exc: Exception, attempts: int) -> None:
+    segment = _segment_of(payload)
+    letter = DeadLetter(
+        payload=segment,
+        raw_payload=None if segment else (payload if isinstance(payload, dict) else {"value": repr(payload)}),
+        failed_task=task.name,
+        error_type=type(exc).__name__,
+        error=str(exc)[:2000] if isinstance(exc, VideoWorkerError) else f"{type(exc).__name__}: {exc}"[:2000],
+        attempts=attempts,
+        failed_at=int(time.time()),
+        task_id=task.request.id,
+    )
+    try:
+        app.dead_letters.put(letter)
+    except VideoWorkerError as dlq_error:
+        # Not recorded anywhere yet: keep the work alive as a new message instead.
+        log.error("%s: could not dead-letter (%s); retrying the task in 30s", task.name, dlq_error)
+        raise task.retry(exc=exc, countdown=0, max_retries=attempts + 1, delay_seconds=30) from dlq_error
+    log.error("%s failed for good after %d attempt(s): %s; dead letter %s",
+              task.name, attempts, letter.error, letter.id)
 
 
 def register(app: VideoWorkerApp) -> None:
     """Register the pipeline's tasks on ``app``."""
-    retry = {"base": PipelineTask, "shared": False}
+    options: dict[str, Any] = {"base": PipelineTask, "shared": False, "bind": True}
 
-    @app.task(name="video_worker.download", bind=True, **retry)
+    @app.task(name="video_worker.download", **options)
     def download(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-        segment = _parse(VideoWorkerPayload, payload)
-        return pipeline.download(segment, app.runtime).model_dump(mode="json")
+        result = _run(self, app, VideoWorkerPayload, pipeline.download, payload)
+        if result.get("skipped"):
+            self.request.chain = None  # nothing left to do for this upload: stop the chain here
+        return result
 
-    @app.task(name="video_worker.infer", bind=True, **retry)
+    @app.task(name="video_worker.infer", **options)
     def infer(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-        return pipeline.infer(_parse(Downloaded, payload), app.runtime).model_dump(mode="json")
+        return _run(self, app, Downloaded, pipeline.infer, payload)
 
-    @app.task(name="video_worker.upload", bind=True, **retry)
+    @app.task(name="video_worker.upload", **options)
     def upload(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-        return pipeline.upload(_parse(Inferred, payload), app.runtime).model_dump(mode="json")
+        return _run(self, app, Inferred, pipeline.upload, payload)
 
-    @app.task(name="video_worker.record", bind=True, **retry)
+    @app.task(name="video_worker.record", **options)
     def record(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-        return pipeline.record(_parse(Uploaded, payload), app.runtime).model_dump(mode="json")
+        return _run(self, app, Uploaded, pipeline.record, payload)
 
-    @app.task(name="video_worker.process", bind=True, **retry)
+    @app.task(name="video_worker.process", **options)
     def process(self: Task, payload: dict[str, Any]) -> str:
         """Entry point for non-Python publishers: start the chain for one segment."""
         from video_worker.app import build_chain
 
         segment = _parse(VideoWorkerPayload, payload)
-        result = build_chain(segment, app).apply_async()
-        return str(result.id)
+        return str(build_chain(segment, app).apply_async().id)

@@ -1,0 +1,90 @@
+"""Dead letters: chains that failed for good, kept where people can see and replay them.
+
+A dead letter is one JSON message on ``VIDEO_WORKER_DLQ_URL`` (default: the
+SQS queue ``{BROKER_QUEUE_PREFIX}dead-letters``, created on first use). It
+holds the segment payload, the task that failed, the error, the attempt count
+and the time. ``video-worker dlq list`` shows them; ``video-worker dlq replay``
+re-runs them from the start of the chain and deletes them once re-published.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from video_worker.aws import SDK_ERRORS, translate
+from video_worker.payloads import VideoWorkerPayload
+
+
+class DeadLetter(BaseModel):
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    payload: VideoWorkerPayload | None = Field(description="the segment, if the payload was valid")
+    raw_payload: dict[str, Any] | None = Field(None, description="the task argument, if it was not")
+    failed_task: str
+    error_type: str
+    error: str
+    attempts: int = Field(ge=1)
+    failed_at: int = Field(description="Unix seconds")
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    letter: DeadLetter | None
+    body: str
+    receipt_handle: str
+    message_id: str
+
+
+class DeadLetterQueue:
+    """An SQS queue of ``DeadLetter`` JSON messages."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self.queue_url = queue_url
+
+    @classmethod
+    def named(cls, sqs: Any, queue_name: str) -> DeadLetterQueue:
+        try:
+            url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        except SDK_ERRORS as exc:
+            raise translate(exc, f"create dead-letter queue {queue_name}") from exc
+        return cls(sqs, str(url))
+
+    def put(self, letter: DeadLetter) -> None:
+        try:
+            self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=letter.model_dump_json())
+        except SDK_ERRORS as exc:
+            raise translate(exc, "send to the dead-letter queue") from exc
+
+    def receive_all(self, hold_seconds: int = 30, limit: int = 10_000) -> Iterator[Received]:
+        """Every message now on the queue, each hidden for ``hold_seconds`` while it is handled."""
+        seen: set[str] = set()
+        while len(seen) < limit:
+            try:
+                batch = self._sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                    VisibilityTimeout=hold_seconds,
+                ).get("Messages", [])
+            except SDK_ERRORS as exc:
+                raise translate(exc, "receive from the dead-letter queue") from exc
+            fresh = [m for m in batch if m["MessageId"] not in seen]
+            if not fresh:
+                return
+            for message in fresh:
+                seen.add(message["MessageId"])
+                try:
+                    letter: DeadLetter | None = DeadLetter.model_validate_json(message["Body"])
+                except ValidationError:
+                    letter = None
+                yield Received(letter, message["Body"], message["ReceiptHandle"], message["MessageId"])
+
+    def delete(self, receipt_handle: str) -> None:
+        try:
+            self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+        except SDK_ERRORS as exc:
+            raise translate(exc, "delete from the dead-letter queue") from exc

@@ -1,0 +1,97 @@
+"""Keep the SQS messages of running and reserved tasks invisible, and no longer.
+
+The broker's visibility timeout (``BROKER_VISIBILITY_TIMEOUT``, default 120 s)
+is short, so a message held by a worker that dies (SIGKILL, spot reclaim)
+becomes visible again within two minutes. While the worker lives, this
+consumer bootstep extends the visibility of every message it holds, running
+or waiting for a pool slot (prefetched), every quarter of the timeout, so a
+GPU inference of many minutes is never handed to a second worker. SQS caps a
+message's total invisibility at 12 hours from its first receipt; past
+``MAX_HOLD_SECONDS`` the extension stops with an error in the log.
+
+Only the worker's main process talks to SQS here, with its own boto3 client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from celery import bootsteps
+from celery.worker import state
+
+from video_worker.aws import SDK_ERRORS, make_client
+
+log = logging.getLogger(__name__)
+
+MAX_HOLD_SECONDS = 12 * 3600 - 600  # SQS: 12 h from the first receipt, minus a margin
+
+
+def held_messages(requests: Iterable[Any]) -> dict[str, list[tuple[str, str]]]:
+    """Queue URL → [(id, receipt handle)] of the SQS messages behind ``requests``."""
+    by_queue: dict[str, list[tuple[str, str]]] = {}
+    for request in requests:
+        message = getattr(request, "message", None)
+        info = getattr(message, "delivery_info", None) or {}
+        queue_url = info.get("sqs_queue")
+        receipt = getattr(message, "delivery_tag", None)
+        if queue_url and receipt:
+            by_queue.setdefault(str(queue_url), []).append((str(request.id), str(receipt)))
+    return by_queue
+
+
+class VisibilityHeartbeat(bootsteps.StartStopStep):
+    """Consumer bootstep: periodically extend the visibility of every held message."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._timer_entry: Any = None
+        self._first_seen: dict[str, float] = {}
+        self._sqs: Any = None
+
+    def start(self, parent: Any) -> None:
+        settings = parent.app.settings
+        self.timeout = settings.broker_visibility_timeout
+        self._sqs = make_client("sqs", settings)
+        interval = max(1.0, self.timeout / 4)
+        self._timer_entry = parent.timer.call_repeatedly(interval, self.beat)
+        log.info("visibility heartbeat: every %.0fs, timeout %ds", interval, self.timeout)
+
+    def stop(self, parent: Any) -> None:
+        if self._timer_entry is not None:
+            self._timer_entry.cancel()
+            self._timer_entry = None
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        held = held_messages(list(state.requests.values()))
+        live = {task_id for entries in held.values() for task_id, _ in entries}
+        for task_id in list(self._first_seen):
+            if task_id not in live:
+                del self._first_seen[task_id]
+        for queue_url, entries in held.items():
+            batch: list[dict[str, Any]] = []
+            for task_id, receipt in entries:
+                first = self._first_seen.setdefault(task_id, now)
+                if now - first + self.timeout > MAX_HOLD_SECONDS:
+                    log.error("task %s held for %.0fs: SQS's 12 h cap is near; it may be redelivered",
+                              task_id, now - first)
+                    continue
+                batch.append({"Id": str(len(batch)), "ReceiptHandle": receipt, "VisibilityTimeout": self.timeout})
+            for start in range(0, len(batch), 10):
+                self._extend(queue_url, batch[start:start + 10])
+
+    def _extend(self, queue_url: str, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        try:
+            result = self._sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        except SDK_ERRORS as exc:  # next beat tries again; the message may be redelivered meanwhile
+            log.warning("visibility heartbeat failed for %d message(s): %s", len(entries), exc)
+            return
+        for failure in result.get("Failed", []):
+            log.warning("visibility heartbeat: %s %s", failure.get("Code"), failure.get("Message"))
