@@ -108,11 +108,11 @@ def test_missing_source_object_is_permanent(clients: dict[str, Any], tmp_path: P
     seg = VideoWorkerPayload(job_id="j", segment_index=0, total_segments=1,
                              segment_s3_uri=f"s3://{clients['res'].input_bucket}/segments/j/00000_00001_sbs.mp4",
                              mode="sbs")
-    with pytest.raises(ObjectNotFound, match="head s3://.*00000_00001_sbs.mp4: 404"):
+    with pytest.raises(ObjectNotFound, match=r"head s3://.*00000_00001_sbs.mp4: 404"):
         pipeline.download(seg, rt)
     # With the version from the event there is no HEAD: the download itself finds it missing.
     seg = seg.model_copy(update={"source_etag": "abc", "source_size": 10})
-    with pytest.raises(ObjectNotFound, match="download s3://.*: 404"):
+    with pytest.raises(ObjectNotFound, match=r"download s3://.*: 404"):
         pipeline.download(seg, rt)
     assert [p for p in (tmp_path / "s").rglob("*") if p.is_file()] == [], "no partial file left"
 

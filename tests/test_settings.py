@@ -121,7 +121,8 @@ def test_worker_with_bad_settings_stops_with_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert lines == ["video-worker: invalid configuration: MODEL unknown model 'nope'; available: passthrough (got 'nope')"]
+    assert lines == ["video-worker: invalid configuration: MODEL unknown model 'nope'; available: passthrough, simulated "
+                     "(or package.module:factory) (got 'nope')"]
 
 
 def test_cli_with_missing_setting_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -137,3 +138,23 @@ def test_cli_with_missing_setting_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_constructed_settings_need_no_environment(env: pytest.MonkeyPatch) -> None:
     s = Settings(input_bucket_name="a-b", output_bucket_name="c-d", segment_completions_table_name="e-f")
     assert s.input_bucket_name == "a-b"
+
+
+def test_credentials_in_a_bad_url_are_masked(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CELERY_BROKER_URL", "redis://admin:hunter2@broker:6379/0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value) and "***@broker" in str(info.value)
+
+
+@pytest.mark.parametrize(("endpoint", "tls", "secure"), [
+    ("http://127.0.0.1:5000", None, False), ("http://127.0.0.1:5000", "true", True), (None, "false", False)])
+def test_broker_tls_follows_the_endpoint_unless_set(
+    env: pytest.MonkeyPatch, endpoint: str | None, tls: str | None, secure: bool
+) -> None:
+    env.setenv("CELERY_BROKER_URL", "sqs://key:secret@127.0.0.1:5000")
+    if endpoint:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+    if tls:
+        env.setenv("BROKER_USE_TLS", tls)
+    assert celery_conf(load_settings())["broker_transport_options"]["is_secure"] is secure

@@ -86,6 +86,20 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from video_worker.app import create_app
+    from video_worker.replay import list_dead_letters, replay_dead_letters
+    from video_worker.settings import load_settings
+
+    app = create_app(load_settings())
+    if args.dlq_command == "list":
+        return list_dead_letters(app.dead_letters, as_json=args.json)
+    if not args.all and not args.ids:
+        print("video-worker dlq replay: give dead-letter IDs or --all", file=sys.stderr)
+        return 2
+    return replay_dead_letters(app, None if args.all else set(args.ids))
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from video_worker.schemas import write_schemas
 
@@ -121,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prov.add_argument("--prefix", default="video-worker", help="prefix of the queue names")
     prov.set_defaults(func=cmd_provision)
+
+    dlq = sub.add_parser("dlq", help="chains that failed for good: list them, replay them")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="show every dead letter")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON document per line")
+    dlq_replay = dlq_sub.add_parser("replay", help="re-run dead letters from the start of the chain")
+    dlq_replay.add_argument("ids", nargs="*", metavar="ID")
+    dlq_replay.add_argument("--all", action="store_true")
+    dlq.set_defaults(func=cmd_dlq)
 
     schemas = sub.add_parser("schemas", help="write the task payloads' JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas")

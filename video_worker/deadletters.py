@@ -83,6 +83,15 @@ class DeadLetterQueue:
                     letter = None
                 yield Received(letter, message["Body"], message["ReceiptHandle"], message["MessageId"])
 
+    def release(self, receipt_handle: str) -> None:
+        """Make a received message visible again at once."""
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0
+            )
+        except SDK_ERRORS as exc:
+            raise translate(exc, "release a dead letter") from exc
+
     def delete(self, receipt_handle: str) -> None:
         try:
             self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)

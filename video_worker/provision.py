@@ -2,7 +2,8 @@
 
 Used by ``video-worker dev`` and ``video-worker provision`` and by the
 integration tests: two buckets, the SegmentCompletions table, the video-worker
-queue with a dead-letter queue (redrive policy), and the S3 → SQS
+queue with a dead-letter queue (redrive policy), the dead-letter queue of
+failed chains, and the S3 → SQS
 notification for ``segments/*.mp4``. Every step tolerates an existing resource.
 """
 
@@ -22,7 +23,8 @@ class Resources:
     output_bucket: str
     table: str
     queue_url: str = ""
-    dlq_url: str = ""
+    raw_dlq_url: str = ""  # the raw queue's redrive target: messages the bridge cannot parse
+    dlq_url: str = ""  # chains that failed for good (VIDEO_WORKER_DLQ_URL)
 
     def env(self) -> dict[str, str]:
         """The seed's environment variables for these resources."""
@@ -58,13 +60,14 @@ def provision(
             s3.create_bucket(Bucket=bucket)
     with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
         _create_table(dynamodb, res.table)
-    dlq_url = sqs.create_queue(QueueName=f"{prefix}-events-dlq")["QueueUrl"]
+    raw_dlq_url = sqs.create_queue(QueueName=f"{prefix}-events-dlq")["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}-dead-letters")["QueueUrl"]
     queue_url = sqs.create_queue(
         QueueName=f"{prefix}-events",
         Attributes={
             "VisibilityTimeout": str(visibility_timeout),
             "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": _arn(sqs, dlq_url), "maxReceiveCount": str(max_receive_count)}
+                {"deadLetterTargetArn": _arn(sqs, raw_dlq_url), "maxReceiveCount": str(max_receive_count)}
             ),
         },
     )["QueueUrl"]
@@ -92,7 +95,7 @@ def provision(
             ]
         },
     )
-    return replace(res, queue_url=queue_url, dlq_url=dlq_url)
+    return replace(res, queue_url=queue_url, raw_dlq_url=raw_dlq_url, dlq_url=dlq_url)
 
 
 def _create_table(dynamodb: Any, table: str) -> None:

@@ -7,6 +7,8 @@ or by tests that build ``Settings(...)`` directly.
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ class Settings(BaseSettings):
 
     # Broker.
     celery_broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
+    broker_use_tls: bool | None = Field(None, validation_alias="BROKER_USE_TLS")
     broker_queue_prefix: str = Field(
         "video-worker-", pattern=r"^[A-Za-z0-9_-]{0,40}$", validation_alias="BROKER_QUEUE_PREFIX"
     )
@@ -56,6 +59,8 @@ class Settings(BaseSettings):
         120, ge=10, le=43200, validation_alias="BROKER_VISIBILITY_TIMEOUT"
     )
     video_worker_dlq_url: str | None = Field(None, validation_alias="VIDEO_WORKER_DLQ_URL")
+    # Flower and `celery inspect`: events and remote control over SNS (video_worker/monitoring).
+    monitoring: bool = Field(True, validation_alias="MONITORING")
 
     # Worker.
     scratch_dir: Path = Field(
@@ -111,11 +116,16 @@ class Settings(BaseSettings):
     @field_validator("model")
     @classmethod
     def _model_is_known(cls, value: str) -> str:
-        from video_worker.inference import available_models
+        from video_worker.inference import available_models, is_import_path
 
         known = available_models()
-        if value not in known:
-            raise ValueError(f"unknown model {value!r}; available: {', '.join(sorted(known))}")
+        if is_import_path(value):
+            if importlib.util.find_spec(value.partition(":")[0].split(".")[0]) is None:
+                raise ValueError(f"model module of {value!r} is not importable")
+        elif value not in known:
+            raise ValueError(
+                f"unknown model {value!r}; available: {', '.join(sorted(known))} (or package.module:factory)"
+            )
         return value
 
     @field_validator("retry_overrides")
@@ -153,9 +163,20 @@ class Settings(BaseSettings):
 
     @property
     def broker_is_secure(self) -> bool:
-        if self.celery_broker_url or not self.aws_endpoint_url:
+        """HTTPS to the broker unless ``BROKER_USE_TLS=false`` or ``AWS_ENDPOINT_URL`` is plain http."""
+        if self.broker_use_tls is not None:
+            return self.broker_use_tls
+        if not self.aws_endpoint_url:
             return True
         return urlsplit(self.aws_endpoint_url).scheme == "https"
+
+
+_USERINFO = re.compile(r"(://)[^@/\s]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """Hide the ``user:password@`` part of any URL in ``text``."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def _field_env_name(settings_cls: type[BaseSettings], field: str) -> str:
@@ -178,7 +199,7 @@ def describe_validation_error(exc: ValidationError, settings_cls: type[BaseSetti
         message = "is required but not set" if err["type"] == "missing" else err["msg"]
         message = message.removeprefix("Value error, ")
         if err["type"] != "missing" and "input" in err:
-            message = f"{message} (got {str(err['input'])[:60]!r})"
+            message = f"{message} (got {mask_credentials(str(err['input']))[:60]!r})"
         problems.append(f"{name} {message}")
     return "invalid configuration: " + "; ".join(problems)
 

@@ -84,8 +84,8 @@ def test_skipped_and_malformed_messages_produce_nothing_and_processes_keep_runni
                 "segments/../00000_00001_sbs.mp4", "segments/job-bad/notes.mp4"):
         aws.s3.upload_file(str(bad), aws.resources.input_bucket, key)
 
-    wait_until(lambda: aws.queue_depth(aws.resources.dlq_url) == 2, 60, "malformed messages in the DLQ")
-    dead = aws.sqs.receive_message(QueueUrl=aws.resources.dlq_url, MaxNumberOfMessages=10)["Messages"]
+    wait_until(lambda: aws.queue_depth(aws.resources.raw_dlq_url) == 2, 60, "malformed messages in the DLQ")
+    dead = aws.sqs.receive_message(QueueUrl=aws.resources.raw_dlq_url, MaxNumberOfMessages=10)["Messages"]
     assert sorted(m["Body"] for m in dead) == sorted(["this is not json", json.dumps({"hello": "world"})])
     wait_until(lambda: aws.queue_depth(q) == 0, 30, "raw queue drained")
     log = bridge.log()
