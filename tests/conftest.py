@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -120,6 +121,12 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def kill_hard(self) -> None:
+        """SIGKILL the process and everything it started (a host dying)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(30)
+
 
 @dataclass
 class Processes:
@@ -140,7 +147,8 @@ class Processes:
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
         log_path = self.tmp / f"{name}.log"
         out = log_path.open("wb")
-        popen = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
+        popen = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp,
+                                 start_new_session=True)
         proc = Proc(name, popen, log_path)
         self.started.append(proc)
         return proc
@@ -161,8 +169,7 @@ class Processes:
             try:
                 proc.popen.wait(30)
             except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
+                proc.kill_hard()
 
 
 @pytest.fixture

@@ -170,3 +170,24 @@ def test_sweep_removes_only_old_files(tmp_path: Path) -> None:
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     assert scratch.sweep(3600) == 1
     assert not old.exists() and new.exists()
+
+
+def test_wrapped_transfer_errors_keep_their_meaning() -> None:
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError
+
+    from video_worker.aws import translate
+    from video_worker.errors import AccessDenied, TransientError
+
+    def wrapped(code: str, status: int) -> S3UploadFailedError:
+        try:
+            try:
+                raise ClientError({"Error": {"Code": code, "Message": "m"},
+                                   "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+            except ClientError as inner:
+                raise S3UploadFailedError("Failed to upload") from inner
+        except S3UploadFailedError as outer:
+            return outer
+
+    assert isinstance(translate(wrapped("InternalError", 500), "upload"), TransientError)
+    assert isinstance(translate(wrapped("AccessDenied", 403), "upload"), AccessDenied)

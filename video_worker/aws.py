@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -65,8 +66,12 @@ def make_client(service: str, settings: Settings) -> Any:
     )
 
 
-def translate(exc: Exception, what: str) -> VideoWorkerError:
+def translate(exc: BaseException, what: str) -> VideoWorkerError:
     """Map a botocore/boto3 exception to our error tree; ``what`` names the operation."""
+    if isinstance(exc, (S3UploadFailedError, RetriesExceededError)):
+        # boto3's managed transfers wrap the real cause (a ClientError, a reset connection, ...).
+        cause = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
+        return translate(cause, what) if cause is not None else TransientError(f"{what}: {exc}")
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -89,6 +94,8 @@ def translate(exc: Exception, what: str) -> VideoWorkerError:
 SDK_ERRORS: tuple[type[Exception], ...] = (
     ClientError,
     BotoCoreError,
+    S3UploadFailedError,
+    RetriesExceededError,
     ConnectionError,
     TimeoutError,
 )

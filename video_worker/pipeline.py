@@ -124,6 +124,7 @@ def infer(prev: Downloaded, rt: Runtime) -> Inferred:
         src = _fetch_input(segment, rt)
     out = _run_model(segment, src, rt)
     rt.scratch.remove(src)
+    log.info("inferred %r/%d with %s", segment.job_id, segment.segment_index, rt.model_name)
     return Inferred(segment=segment, output=rt.scratch.describe(out), model=rt.model_name)
 
 

@@ -60,6 +60,28 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
         interval = max(1.0, self.timeout / 4)
         self._timer_entry = parent.timer.call_repeatedly(interval, self.beat)
         log.info("visibility heartbeat: every %.0fs, timeout %ds", interval, self.timeout)
+        self._check_queue_timeouts(parent)
+
+    def _check_queue_timeouts(self, parent: Any) -> None:
+        """Warn when a broker queue was created with another visibility timeout.
+
+        SQS applies the queue's own timeout to each receive (kombu passes none);
+        the first heartbeat corrects each message, but until then a dead
+        worker's message stays hidden for the queue's timeout.
+        """
+        channel = parent.connection.default_channel
+        for queue in parent.app.amqp.queues.consume_from.values():
+            try:
+                url = channel._new_queue(queue.name)
+                attrs = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+                actual = int(attrs["Attributes"]["VisibilityTimeout"])
+            except Exception as exc:  # informative only
+                log.debug("could not read the visibility timeout of %s: %s", queue.name, exc)
+                continue
+            if actual != self.timeout:
+                log.warning("broker queue %s has VisibilityTimeout %ds but BROKER_VISIBILITY_TIMEOUT is %ds; "
+                            "set the same value on every process (or the queue attribute)",
+                            queue.name, actual, self.timeout)
 
     def stop(self, parent: Any) -> None:
         if self._timer_entry is not None:
