@@ -20,10 +20,9 @@ task_reject_on_worker_lost = True
 task_ignore_result = True
 result_backend = None
 
-# Celery over SQS has no remote control or events out of the box.
-worker_enable_remote_control = False
-worker_send_task_events = False
-task_send_sent_event = False
+# Events and remote control (worker_send_task_events, task_send_sent_event,
+# worker_enable_remote_control) follow the MONITORING setting: see
+# video_worker.monitoring.monitoring_conf, applied by video_worker.app.celery_conf.
 
 broker_connection_retry_on_startup = True
 enable_utc = True

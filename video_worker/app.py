@@ -18,6 +18,7 @@ from celery.canvas import Signature, chain
 
 from video_worker.deadletters import DeadLetterQueue
 from video_worker.errors import ConfigError
+from video_worker.monitoring import monitoring_conf
 from video_worker.payloads import VideoWorkerPayload
 from video_worker.pipeline import Runtime
 from video_worker.settings import Settings, load_settings
@@ -47,11 +48,15 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.task_queue,
         "worker_concurrency": settings.worker_concurrency,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+        **monitoring_conf(settings),
     }
 
 
 class VideoWorkerApp(Celery):
     """A Celery app that owns its ``Settings`` and, per process, its ``Runtime``."""
+
+    # One reply queue per process and thread, a fresh mailbox queue per worker start (SQS-friendly).
+    control_cls = "video_worker.monitoring.control:Control"
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("set_as_current", False)

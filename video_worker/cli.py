@@ -65,7 +65,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from video_worker.dev import run_dev
 
-    return run_dev(demo=args.demo, port=args.port, timeout=args.timeout)
+    return run_dev(demo=args.demo, port=args.port, timeout=args.timeout, flower=args.flower,
+                   flower_port=args.flower_port)
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--demo", action="store_true", help="process one sample segment and exit")
     dev.add_argument("--port", type=int, default=0, help="emulator port (default: a free one)")
     dev.add_argument("--timeout", type=float, default=120.0, help="--demo: seconds to wait")
+    dev.add_argument("--flower", action=argparse.BooleanOptionalAction, default=None,
+                     help="start Flower too and print its URL (default: yes, except with --demo)")
+    dev.add_argument("--flower-port", type=int, default=5555, help="Flower's port (a free one if taken)")
     dev.set_defaults(func=cmd_dev)
 
     submit = sub.add_parser("submit", help="upload a segment to the input bucket")

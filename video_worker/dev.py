@@ -2,7 +2,8 @@
 
 Starts moto's server in this process, provisions the resources the way
 production has them, then runs ``video-worker bridge`` and
-``celery -A video_worker worker`` as child processes wired to it by the same
+``celery -A video_worker worker`` (and ``celery -A video_worker flower``,
+unless ``--no-flower``) as child processes wired to it by the same
 environment variables a deployment uses.
 """
 
@@ -91,7 +92,9 @@ def wait_for_completion(dynamodb: object, table: str, job_id: str, index: int, t
     return None
 
 
-def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0) -> int:
+def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool | None = None,
+            flower_port: int = 5555) -> int:
+    """``flower``: start Flower too (default: unless ``demo``)."""
     server, endpoint = start_emulator(port)
     scratch = Path(tempfile.mkdtemp(prefix="video-worker-dev-"))
     os.environ.update(FAKE_CREDENTIALS)
@@ -109,6 +112,12 @@ def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0) -> int:
     for name, value in sorted(res.env().items()):
         print(f"  {name}={value}", flush=True)
     children = start_children(env)
+    if flower if flower is not None else not demo:
+        from video_worker.monitoring.flower import start_flower
+
+        flower_proc, flower_url = start_flower(env, flower_port)
+        children.append(flower_proc)
+        print(f"flower: {flower_url}", flush=True)
     try:
         if not demo:
             print("bridge and worker running; Ctrl-C to stop", flush=True)

@@ -15,6 +15,7 @@ import re
 import socket
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,10 +38,15 @@ class Scratch:
         self.host = host or f"{socket.gethostname()}:{self.root}"
 
     def path_for(self, segment: VideoWorkerPayload, stage: Stage) -> Path:
-        """Where ``segment``'s input or output file lives on this host."""
+        """A new file for ``segment``'s input or output on this host.
+
+        Each call gives a distinct name, so duplicate deliveries of one segment
+        running at once on this host never read or delete each other's files.
+        """
         job = segment.job_id
         folder = job if _PLAIN_JOB_ID.match(job) else "h-" + hashlib.sha256(job.encode()).hexdigest()[:32]
-        path = (self.root / folder / f"{segment.segment_index:05d}.{stage}.mp4").resolve()
+        name = f"{segment.segment_index:05d}.{stage}.{uuid.uuid4().hex[:12]}.mp4"
+        path = (self.root / folder / name).resolve()
         if not path.is_relative_to(self.root) or path.parent.parent != self.root:
             raise UnsafePath(f"scratch path for job {job!r} leaves {self.root}")
         return path
