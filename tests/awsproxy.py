@@ -124,6 +124,7 @@ class AwsProxy:
 class _Handler(BaseHTTPRequestHandler):
     owner: AwsProxy
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are written separately
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
@@ -189,7 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
