@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -62,10 +63,7 @@ class VideoWorkerApp(Celery):
         kwargs.setdefault("set_as_current", False)
         super().__init__("video_worker", **kwargs)
         self._settings = settings
-        self._runtime: Runtime | None = None
-        self._runtime_pid = 0
-        self._dead_letters: DeadLetterQueue | None = None
-        self._dead_letters_pid = 0
+        self._process_cache: dict[str, tuple[int, Any]] = {}
         self.config_from_object("celeryconfig")
         self.add_defaults(self._deployment_conf)
 
@@ -83,33 +81,32 @@ class VideoWorkerApp(Celery):
             self._settings = load_settings()
         return self._settings
 
+    def _per_process(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per process: clients must not cross a prefork fork."""
+        cached = self._process_cache.get(key)
+        if cached is None or cached[0] != os.getpid():
+            cached = self._process_cache[key] = (os.getpid(), build())
+        return cached[1]
+
     @property
     def runtime(self) -> Runtime:
         """The stages' dependencies, built lazily in each (forked) worker process."""
-        if self._runtime is None or self._runtime_pid != os.getpid():
-            from video_worker.runtime import build_runtime
+        from video_worker.runtime import build_runtime
 
-            self._runtime = build_runtime(self.settings)
-            self._runtime_pid = os.getpid()
-        return self._runtime
+        runtime: Runtime = self._per_process("runtime", lambda: build_runtime(self.settings))
+        return runtime
 
     @property
     def dead_letters(self) -> DeadLetterQueue:
         """Where chains that failed for good go (per process, like ``runtime``)."""
-        if self._dead_letters is None or self._dead_letters_pid != os.getpid():
-            from video_worker.aws import make_client
+        from video_worker.runtime import build_dead_letters
 
-            sqs = make_client("sqs", self.settings)
-            url = self.settings.video_worker_dlq_url
-            name = f"{self.settings.broker_queue_prefix}dead-letters"
-            self._dead_letters = DeadLetterQueue(sqs, url) if url else DeadLetterQueue.named(sqs, name)
-            self._dead_letters_pid = os.getpid()
-        return self._dead_letters
+        queue: DeadLetterQueue = self._per_process("dead_letters", lambda: build_dead_letters(self.settings))
+        return queue
 
     def use_runtime(self, runtime: Runtime) -> None:
         """Inject dependencies (tests, embedding)."""
-        self._runtime = runtime
-        self._runtime_pid = os.getpid()
+        self._process_cache["runtime"] = (os.getpid(), runtime)
 
 
 def create_app(settings: Settings | None = None) -> VideoWorkerApp:

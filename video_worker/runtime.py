@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from video_worker.aws import make_client
 from video_worker.completions import DynamoCompletionStore
+from video_worker.deadletters import DeadLetterQueue
 from video_worker.inference import load_model
 from video_worker.pipeline import Runtime
 from video_worker.scratch import Scratch
@@ -29,3 +30,11 @@ def build_runtime(settings: Settings) -> Runtime:
         output_bucket=settings.output_bucket_name,
         max_segment_bytes=settings.max_segment_bytes,
     )
+
+
+def build_dead_letters(settings: Settings) -> DeadLetterQueue:
+    """``VIDEO_WORKER_DLQ_URL``, or the queue ``{BROKER_QUEUE_PREFIX}dead-letters`` (created if missing)."""
+    sqs = make_client("sqs", settings)
+    if settings.video_worker_dlq_url:
+        return DeadLetterQueue(sqs, settings.video_worker_dlq_url)
+    return DeadLetterQueue.named(sqs, f"{settings.broker_queue_prefix}dead-letters")
