@@ -17,7 +17,8 @@ from dataclasses import dataclass
 _LINE = re.compile(
     r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/(?P<proc>[\w-]+)\] "
     r"Task (?P<task>video_worker\.\w+)\[(?P<id>[0-9a-f-]+)\] "
-    r"(?:(?P<received>received)|succeeded in (?P<runtime>[0-9.e-]+)s: (?P<result>.*))$"
+    r"(?:(?P<received>received)|(?P<continued>continued on this host)"
+    r"|succeeded in (?P<runtime>[0-9.e-]+)s: (?P<result>.*))$"
 )
 _SEGMENT = re.compile(r"'job_id': '(?P<job>[^']*)', 'segment_index': (?P<index>\d+)")
 STAGES = ("video_worker.download", "video_worker.infer", "video_worker.upload", "video_worker.record")
@@ -37,6 +38,7 @@ class TaskRun:
     runtime: float | None = None
     job: str | None = None
     index: int | None = None
+    local: bool = False  # run by the previous stage's task on the same host (video_worker/affinity.py)
 
     @property
     def start(self) -> float | None:
@@ -50,8 +52,9 @@ def parse(text: str, host: str) -> list[TaskRun]:
         if m is None:
             continue
         run = runs.setdefault(m["id"], TaskRun(m["task"], m["id"], host))
-        if m["received"]:
+        if m["received"] or m["continued"]:
             run.received = _epoch(m["ts"])
+            run.local = bool(m["continued"])
         else:
             run.end = _epoch(m["ts"])
             run.runtime = float(m["runtime"])
@@ -67,6 +70,15 @@ def chains(runs: list[TaskRun]) -> dict[tuple[str, int], dict[str, TaskRun]]:
     for run in runs:
         if run.job is not None and run.index is not None and run.end is not None:
             out[(run.job, run.index)][run.task] = run
+    for stages in out.values():
+        # A task that ran the next stages itself logs its success after them: its own
+        # stage ended when the next one continued.
+        for prev_name, next_name in zip(reversed(STAGES[:-1]), reversed(STAGES[1:]), strict=True):
+            prev, nxt = stages.get(prev_name), stages.get(next_name)
+            if prev and nxt and nxt.local and prev.host == nxt.host and prev.start is not None \
+                    and nxt.received is not None and nxt.received < (prev.end or 0):
+                start = prev.start
+                prev.end, prev.runtime = nxt.received, max(0.0, nxt.received - start)
     return dict(out)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from celery.canvas import Signature, chain
 from video_worker.deadletters import DeadLetterQueue
 from video_worker.errors import ConfigError
 from video_worker.monitoring import monitoring_conf
+from video_worker.monitoring.batching import BUFFER_LIMIT, EventBatching, StageEvents
 from video_worker.payloads import VideoWorkerPayload
 from video_worker.pipeline import Runtime
 from video_worker.settings import Settings, load_settings
@@ -47,6 +49,7 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "broker_transport_options": options,
         "task_default_queue": settings.task_queue,
+        "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
         **monitoring_conf(settings),
@@ -64,6 +67,9 @@ class VideoWorkerApp(Celery):
         super().__init__("video_worker", **kwargs)
         self._settings = settings
         self._process_cache: dict[str, tuple[int, Any]] = {}
+        self._process_lock = threading.RLock()
+        #: (pid, the consumer's event dispatcher), set by ``monitoring.batching.EventBatching``.
+        self.worker_events: tuple[int, Any] | None = None
         self.config_from_object("celeryconfig")
         self.add_defaults(self._deployment_conf)
 
@@ -82,10 +88,13 @@ class VideoWorkerApp(Celery):
         return self._settings
 
     def _per_process(self, key: str, build: Callable[[], Any]) -> Any:
-        """``build()`` once per process: clients must not cross a prefork fork."""
+        """``build()`` once per process (clients must not cross a prefork fork), once for all threads."""
         cached = self._process_cache.get(key)
         if cached is None or cached[0] != os.getpid():
-            cached = self._process_cache[key] = (os.getpid(), build())
+            with self._process_lock:
+                cached = self._process_cache.get(key)
+                if cached is None or cached[0] != os.getpid():
+                    cached = self._process_cache[key] = (os.getpid(), build())
         return cached[1]
 
     @property
@@ -104,6 +113,20 @@ class VideoWorkerApp(Celery):
         queue: DeadLetterQueue = self._per_process("dead_letters", lambda: build_dead_letters(self.settings))
         return queue
 
+    def stage_events(self, hostname: str | None) -> StageEvents:
+        """Where ``affinity`` sends the events of the stages it runs.
+
+        In the worker's main process (threads or solo pool), the consumer's own
+        dispatcher, flushed in batches; in a prefork child, one of its own.
+        """
+        if self.worker_events is not None and self.worker_events[0] == os.getpid():
+            return StageEvents(self.worker_events[1], batched=True)
+        if not self.conf.worker_send_task_events:
+            return StageEvents(None, batched=False)
+        dispatcher = self._per_process("stage_events", lambda: self.events.Dispatcher(
+            self.connection_for_write(), hostname=hostname, buffer_group=["task"], buffer_limit=BUFFER_LIMIT))
+        return StageEvents(dispatcher, batched=False)
+
     def use_runtime(self, runtime: Runtime) -> None:
         """Inject dependencies (tests, embedding)."""
         self._process_cache["runtime"] = (os.getpid(), runtime)
@@ -117,6 +140,7 @@ def create_app(settings: Settings | None = None) -> VideoWorkerApp:
     app = VideoWorkerApp(settings)
     tasks.register(app)
     app.steps["consumer"].add(VisibilityHeartbeat)
+    app.steps["consumer"].add(EventBatching)
     return app
 
 

@@ -6,6 +6,8 @@ Every adapter catches botocore exceptions at its edge and re-raises them with
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 import boto3
@@ -48,6 +50,26 @@ _THROTTLED = {
 }
 
 
+_session_lock = threading.Lock()
+_sessions: dict[int, boto3.session.Session] = {}
+
+
+def new_client(service: str, **kwargs: Any) -> Any:
+    """A client from this process's one boto3 session (thread-safe).
+
+    Each session parses and keeps its own copy of the service models and
+    endpoint data; a worker builds a dozen clients (S3, DynamoDB, the broker's
+    SQS and SNS clients), so one session per process saves tens of MB
+    (BENCHMARKS.md, memory). Credentials and endpoints are per client.
+    """
+    with _session_lock:
+        session = _sessions.get(os.getpid())
+        if session is None:
+            _sessions.clear()  # a forked child must not share its parent's
+            session = _sessions[os.getpid()] = boto3.session.Session()
+        return session.client(service, **kwargs)
+
+
 def make_client(service: str, settings: Settings) -> Any:
     """A boto3 client for ``service`` in the configured region/endpoint.
 
@@ -61,9 +83,7 @@ def make_client(service: str, settings: Settings) -> Any:
         connect_timeout=10,
         read_timeout=60,
     )
-    return boto3.session.Session().client(
-        service, endpoint_url=settings.aws_endpoint_url, config=config
-    )
+    return new_client(service, endpoint_url=settings.aws_endpoint_url, config=config)
 
 
 def translate(exc: BaseException, what: str) -> VideoWorkerError:

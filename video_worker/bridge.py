@@ -2,8 +2,9 @@
 
 It long-polls ``VIDEO_WORKER_QUEUE_URL``, parses each message body with
 ``events.parse_message`` and publishes a chain per segment record. A raw
-message is deleted only after every chain from it has been published; a
-message with nothing to do is deleted too. A malformed message is logged and
+message is deleted (one ``DeleteMessageBatch`` per receive) only after every
+chain from it has been published; a message with nothing to do is deleted too.
+A malformed message is logged and
 left alone: after ``maxReceiveCount`` receives the queue's redrive policy moves
 it to the dead-letter queue. A failure to publish leaves the message to come
 back after its visibility timeout. The bridge never crashes on a message.
@@ -113,12 +114,33 @@ class Bridge:
         finally:
             self._receiving = False
         report = BatchReport()
+        done: list[dict[str, Any]] = []
         for message in response.get("Messages", []):
             report.received += 1
-            self._handle(message, report)
+            if self._handle(message, report):
+                done.append(message)
+        if done:
+            self._delete(done, report)
         return report
 
-    def _handle(self, message: dict[str, Any], report: BatchReport) -> None:
+    def _delete(self, messages: list[dict[str, Any]], report: BatchReport) -> None:
+        """One ``DeleteMessageBatch`` for the messages handled; a failed entry comes back later."""
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        try:
+            response = self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
+        except SDK_ERRORS as exc:
+            report.failed += len(messages)
+            log.error("%d message(s): %s; they will be received again", len(messages), translate(exc, "delete"))
+            return
+        report.deleted += len(response.get("Successful", []))
+        for failure in response.get("Failed", []):
+            report.failed += 1
+            message_id = messages[int(failure["Id"])].get("MessageId", "?")
+            log.error("message %s: delete failed (%s %s); it will be received again",
+                      message_id, failure.get("Code"), failure.get("Message", ""))
+
+    def _handle(self, message: dict[str, Any], report: BatchReport) -> bool:
+        """Publish the message's chains; True if it may be deleted."""
         message_id = message.get("MessageId", "?")
         try:
             parsed = parse_message(message.get("Body", ""), self._input_bucket)
@@ -129,7 +151,7 @@ class Bridge:
                 "message %s is malformed (%s); left for the dead-letter queue (receive %s)",
                 message_id, exc, receives,
             )
-            return
+            return False
         for skip in parsed.skipped:
             report.skipped += 1
             log.info("message %s: skipped %r/%r: %s", message_id, skip.bucket, skip.key, skip.reason)
@@ -145,10 +167,5 @@ class Bridge:
         except Exception as exc:  # the broker refused: keep the message for redelivery
             report.failed += 1
             log.error("message %s: publishing failed (%s); it will be received again", message_id, exc)
-            return
-        try:
-            self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
-            report.deleted += 1
-        except SDK_ERRORS as exc:
-            report.failed += 1
-            log.error("message %s: %s; it will be received again", message_id, translate(exc, "delete"))
+            return False
+        return True

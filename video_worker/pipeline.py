@@ -14,6 +14,7 @@ correctness.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,12 +50,15 @@ class Runtime:
     output_bucket: str
     max_segment_bytes: int = 2 * 1024**3
     clock: Callable[[], float] = field(default=time.time)
+    #: Inferences at a time in this process (``INFER_CONCURRENCY``): the model and its
+    #: accelerator are shared by the pool's threads.
+    accelerator: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
 
 
 def _fetch_input(segment: VideoWorkerPayload, rt: Runtime) -> Path:
     dest = rt.scratch.path_for(segment, "input")
     with rt.scratch.writing(dest) as tmp:
-        rt.storage.download(segment.segment_s3_uri, tmp, segment.source_version_id)
+        rt.storage.download(segment.segment_s3_uri, tmp, segment.source_version_id, segment.source_size)
     return dest
 
 
@@ -88,7 +92,7 @@ def already_done(segment: VideoWorkerPayload, rt: Runtime) -> str | None:
 
 def _run_model(segment: VideoWorkerPayload, src: Path, rt: Runtime) -> Path:
     dest = rt.scratch.path_for(segment, "output")
-    with rt.scratch.writing(dest) as tmp:
+    with rt.accelerator, rt.scratch.writing(dest) as tmp:
         rt.model.infer(src, tmp, segment.mode)
     return dest
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from video_worker.aws import make_client
 from video_worker.completions import DynamoCompletionStore
 from video_worker.deadletters import DeadLetterQueue
@@ -29,6 +31,7 @@ def build_runtime(settings: Settings) -> Runtime:
         scratch=scratch,
         output_bucket=settings.output_bucket_name,
         max_segment_bytes=settings.max_segment_bytes,
+        accelerator=threading.BoundedSemaphore(settings.infer_concurrency),
     )
 
 

@@ -11,7 +11,7 @@ import importlib.util
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -70,7 +70,14 @@ class Settings(BaseSettings):
         24 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS"
     )
     model: str = Field("passthrough", min_length=1, validation_alias="MODEL")
-    worker_concurrency: int = Field(2, ge=1, le=64, validation_alias="WORKER_CONCURRENCY")
+    # One process per host, a few task slots: one segment on the accelerator while the
+    # others download or upload (BENCHMARKS.md). Celery's -P / -c override these.
+    worker_pool: Literal["threads", "prefork", "solo"] = Field("threads", validation_alias="WORKER_POOL")
+    worker_concurrency: int = Field(3, ge=1, le=64, validation_alias="WORKER_CONCURRENCY")
+    # Inferences at a time per worker process (one model, one accelerator).
+    infer_concurrency: int = Field(1, ge=1, le=64, validation_alias="INFER_CONCURRENCY")
+    # The rest of a segment's chain runs on the host that ran its previous stage.
+    chain_affinity: bool = Field(True, validation_alias="CHAIN_AFFINITY")
     worker_prefetch_multiplier: int = Field(
         1, ge=1, le=16, validation_alias="WORKER_PREFETCH_MULTIPLIER"
     )

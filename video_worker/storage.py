@@ -31,8 +31,11 @@ class ObjectStorage(Protocol):
         """Size, ETag and version of the object at ``uri``."""
         ...
 
-    def download(self, uri: str, dest: Path, version_id: str | None = None) -> int:
-        """Stream the object (that version, if given) at ``uri`` to ``dest``; return its size."""
+    def download(self, uri: str, dest: Path, version_id: str | None = None, size: int | None = None) -> int:
+        """Stream the object (that version, if given) at ``uri`` to ``dest``; return its size.
+
+        ``size``, if known (the S3 event carries it), lets a small object come in one GET.
+        """
         ...
 
     def upload(self, src: Path, uri: str) -> None:
@@ -50,8 +53,11 @@ class S3Storage:
             multipart_chunksize=chunk_mib * MIB,
             max_concurrency=threads,
             io_chunksize=256 * 1024,
+            max_io_queue=16,  # downloaded chunks waiting for the disk: 4 MiB, not s3transfer's 25 MiB
             use_threads=threads > 1,
         )
+        # Parts read for upload and held at once (s3transfer's default is 10: 80 MiB at 8 MiB parts).
+        self._transfer.max_in_memory_upload_chunks = threads
 
     def head(self, uri: str) -> ObjectInfo:
         bucket, key = split_s3_uri(uri)
@@ -66,11 +72,19 @@ class S3Storage:
             version_id=None if version in (None, "null") else str(version),
         )
 
-    def download(self, uri: str, dest: Path, version_id: str | None = None) -> int:
+    def download(self, uri: str, dest: Path, version_id: str | None = None, size: int | None = None) -> int:
+        """One streamed GET below the multipart threshold; above it (or size unknown) boto3's
+        managed transfer, which HEADs the object and fetches ranges in parallel."""
         bucket, key = split_s3_uri(uri)
-        extra = {"VersionId": version_id} if version_id else None
+        version = {"VersionId": version_id} if version_id else {}
         try:
-            self._client.download_file(bucket, key, str(dest), ExtraArgs=extra, Config=self._transfer)
+            if size is not None and size < self._transfer.multipart_threshold:
+                body = self._client.get_object(Bucket=bucket, Key=key, **version)["Body"]
+                with dest.open("wb") as out:
+                    for chunk in body.iter_chunks(self._transfer.io_chunksize):
+                        out.write(chunk)
+            else:
+                self._client.download_file(bucket, key, str(dest), ExtraArgs=version or None, Config=self._transfer)
         except SDK_ERRORS as exc:
             raise translate(exc, f"download {uri}") from exc
         return dest.stat().st_size

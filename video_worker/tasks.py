@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery import Task
 from pydantic import BaseModel, ValidationError
 
-from video_worker import pipeline
+from video_worker import affinity, pipeline
 from video_worker.deadletters import DeadLetter
 from video_worker.errors import InvalidPayload, VideoWorkerError
 from video_worker.payloads import Downloaded, Inferred, Uploaded, VideoWorkerPayload
@@ -38,7 +38,7 @@ class PipelineTask(Task):
     default_retry_delay = 0  # the real delay is the message's SQS DelaySeconds
 
 
-def _parse(model: type[M], data: Any) -> M:
+def parse_payload(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -59,7 +59,7 @@ def _segment_of(data: Any) -> VideoWorkerPayload | None:
 def _run(task: Task, app: VideoWorkerApp, model: type[M], stage: Callable[[M, pipeline.Runtime], R],
          payload: Any) -> dict[str, Any]:
     try:
-        result = stage(_parse(model, payload), app.runtime)
+        result = stage(parse_payload(model, payload), app.runtime)
     except Exception as exc:
         retries = int(task.request.retries or 0)
         policy = app.settings.retry_policy
@@ -67,31 +67,40 @@ def _run(task: Task, app: VideoWorkerApp, model: type[M], stage: Callable[[M, pi
             delay = policy.delay_seconds(task.name, retries)
             log.warning("%s: %s; retry %d in %ds", task.name, exc, retries + 1, delay)
             raise task.retry(exc=exc, countdown=0, max_retries=retries + 1, delay_seconds=delay) from exc
-        _dead_letter(task, app, payload, exc, attempts=retries + 1)
+        if not dead_letter(task.name, task.request.id, app, payload, exc, attempts=retries + 1):
+            # Not recorded anywhere yet: keep the work alive as a new message instead.
+            raise task.retry(exc=exc, countdown=0, max_retries=retries + 2, delay_seconds=30) from exc
         raise
-    return result.model_dump(mode="json")
+    data = result.model_dump(mode="json")
+    if not getattr(result, "skipped", None):
+        affinity.continue_chain(task, app, data)
+    else:
+        task.request.chain = None  # nothing left to do for this upload: stop the chain here
+    return data
 
 
-def _dead_letter(task: Task, app: VideoWorkerApp, payload: Any, exc: Exception, attempts: int) -> None:
+def dead_letter(task_name: str, task_id: str | None, app: VideoWorkerApp, payload: Any, exc: Exception,
+                attempts: int) -> bool:
+    """Put the failed work on the dead-letter queue; False if that failed too (retry it instead)."""
     segment = _segment_of(payload)
     letter = DeadLetter(
         payload=segment,
         raw_payload=None if segment else (payload if isinstance(payload, dict) else {"value": repr(payload)}),
-        failed_task=task.name,
+        failed_task=task_name,
         error_type=type(exc).__name__,
         error=str(exc)[:2000] if isinstance(exc, VideoWorkerError) else f"{type(exc).__name__}: {exc}"[:2000],
         attempts=attempts,
         failed_at=int(time.time()),
-        task_id=task.request.id,
+        task_id=task_id,
     )
     try:
         app.dead_letters.put(letter)
     except VideoWorkerError as dlq_error:
-        # Not recorded anywhere yet: keep the work alive as a new message instead.
-        log.error("%s: could not dead-letter (%s); retrying the task in 30s", task.name, dlq_error)
-        raise task.retry(exc=exc, countdown=0, max_retries=attempts + 1, delay_seconds=30) from dlq_error
+        log.error("%s: could not dead-letter (%s); retrying the task in 30s", task_name, dlq_error)
+        return False
     log.error("%s failed for good after %d attempt(s): %s; dead letter %s",
-              task.name, attempts, letter.error, letter.id)
+              task_name, attempts, letter.error, letter.id)
+    return True
 
 
 def register(app: VideoWorkerApp) -> None:
@@ -100,10 +109,7 @@ def register(app: VideoWorkerApp) -> None:
 
     @app.task(name="video_worker.download", **options)
     def download(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
-        result = _run(self, app, VideoWorkerPayload, pipeline.download, payload)
-        if result.get("skipped"):
-            self.request.chain = None  # nothing left to do for this upload: stop the chain here
-        return result
+        return _run(self, app, VideoWorkerPayload, pipeline.download, payload)
 
     @app.task(name="video_worker.infer", **options)
     def infer(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
@@ -122,5 +128,5 @@ def register(app: VideoWorkerApp) -> None:
         """Entry point for non-Python publishers: start the chain for one segment."""
         from video_worker.app import build_chain
 
-        segment = _parse(VideoWorkerPayload, payload)
+        segment = parse_payload(VideoWorkerPayload, payload)
         return str(build_chain(segment, app).apply_async().id)

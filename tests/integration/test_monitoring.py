@@ -54,7 +54,7 @@ def test_flower_shows_the_worker_and_every_task_with_its_final_state(aws: Aws, p
 
     # Remote control: Flower's worker list comes from `inspect` (stats, registered, ...).
     info = wait_until(lambda: (flower.get("/api/workers?refresh=1") or {}).get(name), 30, "the worker's stats")
-    assert info["stats"]["pool"]["max-concurrency"] == 2
+    assert info["stats"]["pool"]["max-concurrency"] == 3
     assert "video_worker.infer" in info["registered"]
 
     # Events: every task of the good chain, with its state, runtime and arguments.
@@ -90,7 +90,7 @@ def test_inspect_ping_stats_active_and_rate_limit_answer(aws: Aws, procs: Proces
     assert ping.returncode == 0, ping.stderr
     assert "ctl@" in ping.stdout and "pong" in ping.stdout and "1 node online" in ping.stdout
     stats = _celery(procs, "inspect", "stats", "--json")
-    assert stats.returncode == 0 and '"max-concurrency": 2' in stats.stdout
+    assert stats.returncode == 0 and '"max-concurrency": 3' in stats.stdout
     active = _celery(procs, "inspect", "active")
     assert active.returncode == 0 and "- empty -" in active.stdout
 

@@ -20,6 +20,7 @@ from botocore.config import Config
 from kombu.transport import SQS
 from kombu.transport.SQS.exceptions import DoesNotExistQueueException
 
+from video_worker import aws
 from video_worker.monitoring import leases
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,23 @@ class Channel(SQS.Channel):
         """
         if self.connection is not None:
             super()._loop1(queue, messages_fetched)
+
+    def _new_boto_client(self, service: Any, region: Any, access_key_id: Any, secret_access_key: Any,
+                         session_token: Any = None, config: Any = None) -> Any:
+        """``SQS.Channel._new_boto_client``, on the process's one boto3 session (``aws.new_client``).
+
+        kombu builds a ``boto3.Session`` per client, each with its own copy of the
+        service models: ≈ 8 clients in a worker (BENCHMARKS.md, memory).
+        """
+        client_config = Config(**(self.transport_options.get("client-config") or {}))
+        if config is not None:
+            client_config = client_config.merge(config)
+        options: dict[str, Any] = {"use_ssl": self.is_secure if self.is_secure is not None else True}
+        if self.endpoint_url is not None:
+            options["endpoint_url"] = self.endpoint_url
+        return aws.new_client(service, region_name=region, aws_access_key_id=access_key_id,
+                              aws_secret_access_key=secret_access_key, aws_session_token=session_token,
+                              config=client_config, **options)
 
     def _housekeeper(self) -> leases.Housekeeper:
         key = (str(self.endpoint_url), str(self.region), str(self.queue_name_prefix))

@@ -1,0 +1,123 @@
+"""Chain affinity: the rest of a segment's chain runs on the host that holds its files.
+
+The bridge publishes ``download → infer → upload → record`` as a Celery chain.
+Sent through the broker hop by hop, each step could land on another host with
+no copy of the files (a re-download, or a re-run of the model), and each hop
+costs three SQS requests and a poll's wait while the accelerator idles. So a
+stage task that succeeds runs the next stages of its chain itself, in the same
+worker slot, as long as they are pipeline stages bound for a queue this worker
+consumes, carry no arguments of their own and have no rate limit (Celery
+enforces rate limits in the consumer only). The message of the first task is
+the segment's lease: it is acknowledged when the last local stage is done, so a
+worker that dies mid-chain leaves the whole chain to be redelivered.
+
+Each stage keeps the task id the chain gave it and sends the task events a
+worker sends (received, started, succeeded, failed, retried), so Flower and
+``celery events`` show all four tasks. A stage that fails transiently is
+re-published as its own task (same id, ``retries`` + 1, SQS ``DelaySeconds``)
+with the rest of the chain; one that fails for good is dead-lettered. Anything
+after the last local stage (a caller's own task, a rate-limited stage) is
+published with the last result, as Celery would have. ``CHAIN_AFFINITY=off``
+restores plain hop-by-hop chains.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+from celery.canvas import Signature, signature
+from celery.exceptions import Reject
+from celery.utils.saferepr import saferepr
+
+from video_worker import pipeline
+from video_worker.payloads import Downloaded, Inferred, Uploaded
+
+if TYPE_CHECKING:
+    from video_worker.app import VideoWorkerApp
+
+log = logging.getLogger(__name__)
+
+#: The stages a chain may continue with on this host: (payload model, stage function).
+STAGES: dict[str, tuple[Any, Any]] = {
+    "video_worker.infer": (Downloaded, pipeline.infer),
+    "video_worker.upload": (Inferred, pipeline.upload),
+    "video_worker.record": (Uploaded, pipeline.record),
+}
+
+
+def _runs_here(app: VideoWorkerApp, step: dict[str, Any]) -> bool:
+    name = step.get("task")
+    if name not in STAGES or step.get("args") or step.get("kwargs") or step.get("immutable"):
+        return False
+    if app.tasks[name].rate_limit:
+        return False
+    options = {k: v for k, v in (step.get("options") or {}).items() if k in ("queue", "exchange", "routing_key")}
+    queue = app.amqp.router.route(options, name)["queue"].name
+    return queue in app.amqp.queues.consume_from
+
+
+def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> None:
+    """Run the next steps of ``task``'s chain here while they may (see the module's doc)."""
+    from video_worker.tasks import dead_letter, parse_payload  # tasks imports this module
+
+    request = task.request
+    chain: list[dict[str, Any]] = list(request.chain or [])
+    if not chain or request.is_eager or not app.settings.chain_affinity:
+        return
+    request.chain = None  # from here on, this function dispatches what is left
+    events = app.stage_events(request.hostname)
+    parent_id, root_id = request.id, request.root_id or request.id
+    while chain and _runs_here(app, chain[-1]):
+        step = chain.pop()
+        name, task_id = step["task"], (step.get("options") or {}).get("task_id") or ""
+        model, stage = STAGES[name]
+        events.send("task-received", uuid=task_id, name=name, args=saferepr((result,)), kwargs="{}",
+                    root_id=root_id, parent_id=parent_id, retries=0, eta=None, expires=None)
+        log.info("Task %s[%s] continued on this host", name, task_id)
+        events.send("task-started", uuid=task_id)
+        started = time.monotonic()
+        try:
+            nxt = stage(parse_payload(model, result), app.runtime).model_dump(mode="json")
+        except Exception as exc:
+            _failed(app, events, step, chain, result, exc, parent_id, root_id, dead_letter)
+            return
+        runtime = time.monotonic() - started
+        log.info("Task %s[%s] succeeded in %ss: %s", name, task_id, round(runtime, 6), saferepr(nxt))
+        events.send("task-succeeded", uuid=task_id, result=saferepr(nxt), runtime=runtime)
+        events.flush_if_unbatched()
+        result, parent_id = nxt, task_id
+    if chain:  # not for this host: publish the next step with the last result, as Celery would
+        _publish(app, signature(chain[-1], app=app), result, chain[:-1], parent_id, root_id)
+
+
+def _failed(app: VideoWorkerApp, events: Any, step: dict[str, Any], rest: list[dict[str, Any]],
+            payload: dict[str, Any], exc: Exception, parent_id: str, root_id: str, dead_letter: Any) -> None:
+    name, task_id = step["task"], (step.get("options") or {}).get("task_id") or ""
+    policy = app.settings.retry_policy
+    if policy.should_retry(name, exc, 0):
+        delay = policy.delay_seconds(name, 0)
+        log.warning("%s: %s; retry 1 in %ds", name, exc, delay)
+        # Before the publish: the retry's own events must not come first (a late RETRY would win in Flower).
+        events.send("task-retried", uuid=task_id, exception=saferepr(exc), traceback="")
+        events.flush_if_unbatched()
+        _publish(app, signature(step, app=app), payload, rest, parent_id, root_id, retries=1, delay_seconds=delay)
+    else:
+        log.error("Task %s[%s] raised unexpected: %r", name, task_id, exc)
+        events.send("task-failed", uuid=task_id, exception=saferepr(exc), traceback="")
+        if not dead_letter(name, task_id, app, payload, exc, attempts=1):
+            _publish(app, signature(step, app=app), payload, rest, parent_id, root_id, retries=1, delay_seconds=30)
+    events.flush_if_unbatched()
+
+
+def _publish(app: VideoWorkerApp, step: Signature, payload: dict[str, Any], rest: list[dict[str, Any]],
+             parent_id: str, root_id: str, **options: Any) -> None:
+    """Publish ``step`` (and the chain after it); if the broker refuses, the segment's message
+    goes back to the queue (``Reject``), so the whole chain runs again rather than being lost."""
+    try:
+        step.apply_async((payload,), chain=rest or None, parent_id=parent_id, root_id=root_id, **options)
+    except Exception as exc:
+        log.error("%s: could not publish (%s); the segment's message goes back to the queue", step.task, exc)
+        raise Reject(exc, requeue=True) from exc

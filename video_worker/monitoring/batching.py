@@ -1,0 +1,80 @@
+"""Task events in batches: one SNS message a second per worker, not one per event.
+
+Celery's worker buffers task events (``buffer_group=['task']`` when it has an
+event loop) but flushes the buffer on the next turn of the loop
+(``celery/worker/consumer/consumer.py`` ``Consumer.on_send_event_buffered``),
+which over SNS is one ``Publish`` per event or two: ≈ 15 requests per segment,
+more than the segment's own work, and each ``task-received`` publish delayed
+the task's start by a round trip. ``EventBatching`` flushes on a timer instead
+(and when ``BUFFER_LIMIT`` events are waiting: an SNS message holds 256 KiB).
+Flower and ``celery events`` show a task's events up to ``FLUSH_SECONDS`` late,
+with the times they happened. Heartbeats (``worker`` group) are not buffered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import bootsteps
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+#: ≈ 1 KiB an event (arguments and results are truncated by Celery's saferepr).
+BUFFER_LIMIT = 100
+
+
+class EventBatching(bootsteps.StartStopStep):
+    """Consumer step: flush the worker's buffered task events every ``FLUSH_SECONDS``."""
+
+    requires = ("celery.worker.consumer.events:Events",)
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        self._timer: Any = None
+        super().__init__(c, **kwargs)
+
+    def start(self, c: Any) -> None:
+        self._cancel()
+        dispatcher = c.event_dispatcher
+        if dispatcher is None or c.hub is None or not dispatcher.buffer_group:
+            return
+        dispatcher.buffer_limit = BUFFER_LIMIT
+        dispatcher.on_send_buffered = None
+        self._timer = c.hub.call_repeatedly(FLUSH_SECONDS, c._flush_events)
+        c.app.worker_events = (os.getpid(), dispatcher)
+
+    def stop(self, c: Any) -> None:
+        self._cancel()
+        if c.event_dispatcher is not None:
+            try:
+                c._flush_events()
+            except Exception as exc:  # the broker is gone: Celery keeps them buffered
+                log.warning("monitoring: could not flush task events at stop: %s", exc)
+
+    def shutdown(self, c: Any) -> None:
+        self.stop(c)
+        c.app.worker_events = None
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class StageEvents:
+    """Sends task events for the stages ``affinity`` runs without a message of their own."""
+
+    def __init__(self, dispatcher: Any | None, *, batched: bool) -> None:
+        self._dispatcher = dispatcher
+        self._batched = batched
+
+    def send(self, type_: str, **fields: Any) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.send(type_, **fields)
+
+    def flush_if_unbatched(self) -> None:
+        """Outside the worker's main process no timer flushes: publish at the end of each stage."""
+        if self._dispatcher is not None and not self._batched:
+            self._dispatcher.flush(errors=True, groups=True)
