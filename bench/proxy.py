@@ -9,20 +9,21 @@ action, target (queue, bucket or table), status, bytes each way and times, so
 a run can count requests by service and action, check how many times a
 segment's bytes crossed the network, and draw one segment's timeline.
 
-S3 requests are named by their REST shape (``GetObject``, ``PutObject``,
-``UploadPart``, ``HeadObject``, ``CreateMultipartUpload``, ...); SQS, SNS and
-DynamoDB by ``X-Amz-Target`` or the query protocol's ``Action``.
+Requests are named by ``bench.actions`` (S3 by REST shape, the others by
+``X-Amz-Target`` or the query protocol's ``Action``).
 
-Based on ``tests/awsproxy.py`` (fault injection), without the faults.
+This is the one forwarding implementation: ``tests/awsproxy.py`` (fault
+injection) subclasses ``BenchProxy`` and overrides ``intercept`` to answer
+some requests itself (an error, a delay, a dropped connection).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import http.client
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -31,10 +32,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from bench.actions import detail, json_action, s3_action
+
+__all__ = ["BenchProxy", "Call", "Reply", "Request", "count", "json_action", "s3_action"]
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([a-z0-9-]+)/aws4_request")
+# Headers of the emulator's answer that are not passed on (this proxy sets its own framing, Date and Server).
+_NOT_PASSED_ON = ("transfer-encoding", "connection", "content-length", "date", "server")
 
 
 @dataclass(frozen=True)
@@ -57,109 +64,25 @@ class Request:
         return self.end - self.start
 
 
-_S3_BUCKET_SUBRESOURCES = {
-    "notification": ("GetBucketNotificationConfiguration", "PutBucketNotificationConfiguration"),
-    "location": ("GetBucketLocation", "GetBucketLocation"),
-    "versioning": ("GetBucketVersioning", "PutBucketVersioning"),
-    "policy": ("GetBucketPolicy", "PutBucketPolicy"),
-    "acl": ("GetBucketAcl", "PutBucketAcl"),
-    "tagging": ("GetBucketTagging", "PutBucketTagging"),
-    "lifecycle": ("GetBucketLifecycleConfiguration", "PutBucketLifecycleConfiguration"),
-    "cors": ("GetBucketCors", "PutBucketCors"),
-    "uploads": ("ListMultipartUploads", "ListMultipartUploads"),
-    "versions": ("ListObjectVersions", "ListObjectVersions"),
-}
+@dataclass(frozen=True)
+class Call:
+    """A request received, before it is forwarded: what ``BenchProxy.intercept`` is shown."""
+
+    service: str  # s3, sqs, sns, dynamodb, ...
+    action: str  # GetObject, ReceiveMessage, PutItem, ...
+    method: str  # GET, PUT, POST, ...
+    path: str  # path and query, as sent
+    caller: str = "?"  # access key id of the signature
+    target: str = ""  # queue name, bucket, table or topic
 
 
-def s3_action(method: str, path: str, query: str, headers: dict[str, str]) -> tuple[str, str]:
-    """(action, bucket) of a path-style S3 REST request."""
-    bucket, _, key = unquote(path).lstrip("/").partition("/")
-    q = parse_qs(query, keep_blank_values=True)
-    copy = "x-amz-copy-source" in headers
-    if not bucket:
-        return "ListBuckets", ""
-    if key:
-        if "uploadId" in q:
-            if method == "PUT":
-                return ("UploadPartCopy" if copy else "UploadPart"), bucket
-            if method == "POST":
-                return "CompleteMultipartUpload", bucket
-            if method == "DELETE":
-                return "AbortMultipartUpload", bucket
-            return "ListParts", bucket
-        if method == "POST" and "uploads" in q:
-            return "CreateMultipartUpload", bucket
-        if "tagging" in q:
-            return ("GetObjectTagging" if method == "GET" else f"{method.title()}ObjectTagging"), bucket
-        return {
-            "GET": "GetObject",
-            "HEAD": "HeadObject",
-            "PUT": "CopyObject" if copy else "PutObject",
-            "DELETE": "DeleteObject",
-            "POST": "PostObject",
-        }.get(method, method), bucket
-    for name, (get, put) in _S3_BUCKET_SUBRESOURCES.items():
-        if name in q:
-            return (get if method == "GET" else put), bucket
-    if method == "POST" and "delete" in q:
-        return "DeleteObjects", bucket
-    if method == "GET":
-        return ("ListObjectsV2" if q.get("list-type") == ["2"] else "ListObjects"), bucket
-    return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, method), bucket
+@dataclass(frozen=True)
+class Reply:
+    """The proxy's own answer to a request, instead of the emulator's; ``status`` 0: hang up without one."""
 
-
-def _last_segment(value: str) -> str:
-    return value.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-
-
-def json_action(service: str, target_header: str, body: bytes, path: str) -> tuple[str, str, dict[str, Any]]:
-    """(action, target, parameters) of an SQS/SNS/DynamoDB request, JSON or query protocol."""
-    params: dict[str, Any] = {}
-    action = target_header.rsplit(".", 1)[-1] if target_header else ""
-    if action:
-        try:
-            loaded = json.loads(body or b"{}")
-            params = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            params = {}
-    else:
-        text = body.decode("utf-8", "replace")
-        if "?" in path:
-            text = f"{text}&{path.split('?', 1)[1]}"
-        params = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
-        action = str(params.get("Action", "") or "?")
-    for name in ("QueueUrl", "QueueName", "TableName", "TopicArn", "Name", "SubscriptionArn"):
-        value = params.get(name)
-        if isinstance(value, str) and value:
-            return action, _last_segment(value), params
-    url_path = urlsplit(path).path
-    if service == "sqs" and url_path.count("/") >= 2:  # query protocol: POST /ACCOUNT/queue-name
-        return action, _last_segment(url_path), params
-    return action, "", params
-
-
-def _celery_event(message: object) -> str:
-    """``event=task-received`` for a Celery event kombu published to SNS (its body is base64 JSON)."""
-    try:
-        body = json.loads(str(message)).get("body", "")
-        event = json.loads(base64.b64decode(body))
-        events = event if isinstance(event, list) else [event]
-        return "event=" + ",".join(sorted({str(e.get("type", "?")) for e in events}))
-    except (ValueError, TypeError, AttributeError):
-        return ""
-
-
-def _detail(action: str, params: dict[str, Any], response: bytes) -> str:
-    if action == "ReceiveMessage":
-        got = response.count(b"ReceiptHandle")  # JSON key or XML element, once per message
-        got = got // 2 if response.lstrip().startswith(b"<") else got
-        return f"max={params.get('MaxNumberOfMessages', 1)} wait={params.get('WaitTimeSeconds', '-')} got={got}"
-    if action == "Publish":
-        return _celery_event(params.get("Message"))
-    entries = params.get("Entries")
-    if isinstance(entries, list):
-        return f"entries={len(entries)}"
-    return ""
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -178,8 +101,8 @@ class BenchProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> BenchProxy:
-        owner = self
+    def start(self) -> Self:
+        owner: BenchProxy = self
 
         class Handler(_Handler):
             proxy = owner
@@ -187,7 +110,7 @@ class BenchProxy:
         server = _Server(("127.0.0.1", self.port), Handler)
         self.port = server.server_address[1]
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True, name="bench-proxy").start()
+        threading.Thread(target=server.serve_forever, daemon=True, name=type(self).__name__).start()
         return self
 
     def stop(self) -> None:
@@ -195,6 +118,13 @@ class BenchProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def intercept(self, call: Call) -> Reply | None:
+        """A hook, called for every request in its handler thread before it is forwarded.
+
+        ``None`` (here, always) forwards it; a ``Reply`` is the answer instead. It may sleep to hold the request.
+        """
+        return None
 
     def record(self, request: Request) -> None:
         with self._lock:
@@ -277,32 +207,34 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _describe(self, body: bytes) -> tuple[str, str, str, str, dict[str, Any]]:
+    def _describe(self, body: bytes) -> tuple[Call, dict[str, Any]]:
         match = _CREDENTIAL.search(self.headers.get("Authorization", ""))
         caller, service = match.groups() if match else ("?", "unknown")
-        path, _, query = self.path.partition("?")
+        params: dict[str, Any] = {}
         if service == "s3":
+            path, _, query = self.path.partition("?")
             headers = {k.lower(): v for k, v in self.headers.items()}
             action, target = s3_action(self.command, path, query, headers)
-            return caller, service, action, target, {}
-        action, target, params = json_action(service, self.headers.get("X-Amz-Target", ""), body, self.path)
-        return caller, service, action, target, params
+        else:
+            action, target, params = json_action(service, self.headers.get("X-Amz-Target", ""), body, self.path)
+        return Call(service, action, self.command, self.path, caller, target), params
 
     def _handle(self) -> None:
         body = self._body()
         start = time.time()
-        caller, service, action, target, params = self._describe(body)
+        call, params = self._describe(body)
+        reply = self.proxy.intercept(call)
         half = self.proxy.round_trip / 2  # on the way there, and back (a long poll answered late pays the latter)
         if half:
             time.sleep(half)
         try:
-            status, data = self._forward(body, half)
-        except (OSError, http.client.HTTPException):  # the emulator went away (end of a run)
+            status, data = self._forward(body, half) if reply is None else self._reply(reply, half)
+        except (OSError, http.client.HTTPException):  # the emulator went away (end of a run), or the client did
             status, data = 0, b""
             self.close_connection = True
-        detail = _detail(action, params, data) if service != "s3" else ""
-        self.proxy.record(Request(start, time.time(), caller, service, action, target, status, len(body), len(data),
-                                  detail))
+        info = detail(call.action, params, data) if call.service != "s3" else ""
+        self.proxy.record(Request(start, time.time(), call.caller, call.service, call.action, call.target, status,
+                                  len(body), len(data), info))
 
     def _forward(self, body: bytes, delay: float) -> tuple[int, bytes]:
         up = urlsplit(self.proxy.upstream)
@@ -317,20 +249,33 @@ class _Handler(BaseHTTPRequestHandler):
             data = response.read()
             if delay:
                 time.sleep(delay)
-            self.send_response(response.status, response.reason)
-            length = str(len(data))
-            for key, value in response.getheaders():
-                lower = key.lower()
-                if lower == "content-length" and self.command == "HEAD":
-                    length = value  # a HEAD's Content-Length is the object's size, not this body's
-                elif lower not in ("transfer-encoding", "connection", "content-length", "date", "server"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", length)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+            self._send(response.status, response.reason, response.getheaders(), data)
             return response.status, data
         finally:
             conn.close()
+
+    def _reply(self, reply: Reply, delay: float) -> tuple[int, bytes]:
+        if delay:
+            time.sleep(delay)
+        if not reply.status:  # hang up without an answer
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return 0, b""
+        self._send(reply.status, None, reply.headers, reply.body)
+        return reply.status, reply.body
+
+    def _send(self, status: int, reason: str | None, headers: Iterable[tuple[str, str]], data: bytes) -> None:
+        self.send_response(status, reason)
+        length = str(len(data))
+        for key, value in headers:
+            lower = key.lower()
+            if lower == "content-length" and self.command == "HEAD":
+                length = value  # a HEAD's Content-Length is the object's size, not this body's
+            elif lower not in _NOT_PASSED_ON:
+                self.send_header(key, value)
+        self.send_header("Content-Length", length)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle

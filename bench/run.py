@@ -792,10 +792,11 @@ def details(res: Results) -> list[str]:
                 "Bytes in/out = S3 GetObject response bytes and PutObject/UploadPart request "
                 "bytes ÷ (segments x segment size).", ""]
         out += ["### Time per stage (worker logs, mean seconds)", "",
-                "hop = previous stage finished → this task's message received by a worker; "
-                "wait = received → started (waiting for a pool process or, for `infer`, nothing: the accelerator "
-                "lock is taken inside the run); moved = chains where this stage ran on another host than the "
-                "previous one.", "",
+                "hop = previous stage finished → this task's message received by a worker, or, for a stage "
+                "run by chain affinity (log line `continued on this host`), → continued; wait = received → "
+                "started (waiting for a slot); run = the stage's own run time (for `infer` it includes waiting "
+                "for the accelerator, which is taken inside the run); moved = chains where this stage ran on "
+                "another host than the previous one.", "",
                 "| workload | system | hosts | stage | n | hop | wait | run | moved |",
                 "|---|---|---:|---|---:|---:|---:|---:|---:|"]
         for t in tp:
@@ -826,8 +827,10 @@ def details(res: Results) -> list[str]:
         out.append("")
         events = sorted({e for t in over for e in t.events})
         if events:
-            out += ["SNS `Publish` requests by Celery event (per segment; MONITORING sends each event as one "
-                    "SNS message):", "", "| caller | event | " + " | ".join(t.system for t in over) + " |",
+            out += ["SNS `Publish` requests by the Celery event types they carry (per segment; a worker "
+                    "sends its task events in batches, once a second: `video_worker/monitoring/batching.py`; "
+                    "a batch is listed by the distinct types in it):", "",
+                    "| caller | event | " + " | ".join(t.system for t in over) + " |",
                     "|---|---|" + "---:|" * len(over)]
             for e in events:
                 out.append(f"| {e[0]} | {e[1]} | " + " | ".join(
@@ -854,9 +857,8 @@ def details(res: Results) -> list[str]:
                 f"The median sample of each latency run (RTT {res.plan.round_trip * 1000:.0f} ms, 1 MiB, idle "
                 "system): " + ", ".join(f"{x.system} {x.profile_latency:.3f} s" for x in profs) + " from the "
                 "upload to the row. Stage times come from the worker's log (received, and started = finished - "
-                "run time) and the proxy's log; a negative \"previous step done → received\" means the next "
-                "task's message was published and received before the previous task's success was logged "
-                "(Celery sends the chain's next message from inside the task's run).", "",
+                "run time) and the proxy's log; a stage run by chain affinity is \"received\" when the previous "
+                "stage's task continues with it on the same host (a difference of ±1 ms is log rounding).", "",
                 "Time per stage, ms:", "", "| stage | " + " | ".join(x.system for x in profs) + " |",
                 "|---|" + "---:|" * len(profs)]
         for name in names:

@@ -5,30 +5,25 @@ matches it first: then the proxy answers with a real AWS error response
 (S3 XML, DynamoDB/SQS JSON), delays it, or drops the connection. It also
 counts requests by (service, action) and can go away and come back on the
 same port, as a restarted emulator would.
+
+The forwarding is ``bench.proxy.BenchProxy``'s (one buffered write per
+response, no Nagle, ``100 Continue`` flushed, a HEAD's Content-Length kept,
+every request logged in ``requests()``); this module only adds the faults,
+through its ``intercept`` hook. ``Call.action`` is the benchmark proxy's name
+for the request (``PutItem``, ``DeleteMessage``, S3 ``GetObject``, ...) and
+``Call.method`` its HTTP method.
 """
 
 from __future__ import annotations
 
 import collections
-import http.client
-import re
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
-_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([a-z0-9-]+)/aws4_request")
+from bench.proxy import BenchProxy, Call, Reply
 
-
-@dataclass
-class Call:
-    service: str  # "s3", "sqs", "dynamodb", ...
-    action: str  # "PutItem", "ReceiveMessage", "GET", "PUT", ...
-    method: str
-    path: str
+__all__ = ["AwsProxy", "Call", "Fault", "json_error", "s3_error"]
 
 
 @dataclass
@@ -57,38 +52,11 @@ def json_error(error_type: str, status: int = 400) -> tuple[int, bytes, str]:
 
 
 @dataclass
-class AwsProxy:
-    upstream: str  # http://127.0.0.1:PORT of the emulator
-    port: int = 0
+class AwsProxy(BenchProxy):
+    """``AwsProxy(emulator_endpoint).start()``; ``add`` faults; point ``AWS_ENDPOINT_URL`` at ``endpoint``."""
+
     faults: list[Fault] = field(default_factory=list)
     counts: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    round_trip: float = 0.0  # added latency per request, seconds
-    _server: ThreadingHTTPServer | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> AwsProxy:
-        proxy = self
-
-        class Handler(_Handler):
-            owner = proxy
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        server.allow_reuse_address = True
-        self.port = server.server_address[1]
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True, name="aws-proxy").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def outage(self, seconds: float) -> None:
         """Go away (connections refused) for ``seconds``, then come back on the same port."""
@@ -107,94 +75,23 @@ class AwsProxy:
             self.faults.append(fault)
         return fault
 
-    def _take_fault(self, call: Call) -> Fault | None:
-        with self._lock:
-            self.counts[(call.service, call.action)] += 1
-            for fault in self.faults:
-                if fault.hits < fault.times and fault.match(call):
-                    fault.hits += 1
-                    return fault
-        return None
-
     def injected(self) -> int:
         with self._lock:
             return sum(f.hits for f in self.faults)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: AwsProxy
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are written separately
-
-    def log_message(self, format: str, *args: object) -> None:  # quiet
-        pass
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            raw = bytearray()
-            while True:
-                size_line = self.rfile.readline()
-                raw += size_line
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                chunk = self.rfile.read(size + 2)
-                raw += chunk
-                if size == 0:
-                    # trailers until an empty line
-                    while chunk not in (b"\r\n", b"\n", b""):
-                        chunk = self.rfile.readline()
-                        raw += chunk
-                    return bytes(raw)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _call(self) -> Call:
-        match = _SERVICE.search(self.headers.get("Authorization", ""))
-        service = match.group(1) if match else "unknown"
-        target = self.headers.get("X-Amz-Target", "")
-        action = target.rsplit(".", 1)[-1] if target else self.command
-        return Call(service=service, action=action, method=self.command, path=self.path)
-
-    def _handle(self) -> None:
-        body = self._body()
-        call = self._call()
-        fault = self.owner._take_fault(call)
-        if self.owner.round_trip:
-            time.sleep(self.owner.round_trip)
-        if fault is not None and fault.delay:
+    def intercept(self, call: Call) -> Reply | None:
+        """Count the call; the first matching fault with hits left answers it, holds it or drops it."""
+        with self._lock:
+            self.counts[(call.service, call.action)] += 1
+            fault = next((f for f in self.faults if f.hits < f.times and f.match(call)), None)
+            if fault is not None:
+                fault.hits += 1
+        if fault is None:
+            return None
+        if fault.delay:
             time.sleep(fault.delay)
-        if fault is not None and fault.drop:
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if fault is not None and not fault.delay:
-            self.send_response(fault.status)
-            self.send_header("Content-Type", fault.content_type)
-            self.send_header("Content-Length", str(len(fault.body)))
-            self.send_header("x-amzn-RequestId", "FAULT")
-            self.end_headers()
-            self.wfile.write(fault.body)
-            return
-        self._forward(body)
-
-    def _forward(self, body: bytes) -> None:
-        up = urlsplit(self.owner.upstream)
-        conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=120)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-        conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-        for key, value in headers.items():
-            conn.putheader(key, value)
-        conn.endheaders(body)
-        response = conn.getresponse()
-        data = response.read()
-        self.send_response(response.status, response.reason)
-        for key, value in response.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
-                self.send_header(key, value)
-        length = response.getheader("Content-Length") if self.command == "HEAD" else None
-        self.send_header("Content-Length", length or str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        conn.close()
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+        if fault.drop:
+            return Reply(0)
+        if fault.delay:
+            return None  # held, then forwarded
+        return Reply(fault.status, fault.body, (("Content-Type", fault.content_type), ("x-amzn-RequestId", "FAULT")))

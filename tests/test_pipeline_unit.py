@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +194,34 @@ def test_wrapped_transfer_errors_keep_their_meaning() -> None:
 
     assert isinstance(translate(wrapped("InternalError", 500), "upload"), TransientError)
     assert isinstance(translate(wrapped("AccessDenied", 403), "upload"), AccessDenied)
+
+
+class _Overlap:
+    """A model that notes how many inferences run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def infer(self, src: Path, dst: Path, mode: Any) -> None:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.05)
+        PassthroughModel().infer(src, dst, mode)
+        with self.lock:
+            self.running -= 1
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_threads_share_the_model_at_most_infer_concurrency_at_a_time(
+        clients: dict[str, Any], tmp_path: Path, slots: int) -> None:
+    rt = _runtime(clients, tmp_path / "s")
+    rt.model = model = _Overlap()
+    rt.accelerator = threading.BoundedSemaphore(slots)
+    downloaded = [pipeline.download(_segment(clients, b"v" * 100, index=i), rt) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda d: pipeline.infer(d, rt), downloaded))
+    assert [Path(r.output.path).read_bytes() for r in results] == [b"v" * 100] * 4
+    assert model.most == slots

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task
 from celery.canvas import Signature, signature
 from celery.exceptions import Reject
+from celery.utils import uuid
 from celery.utils.saferepr import saferepr
 
 from video_worker import pipeline
@@ -52,9 +53,10 @@ def _runs_here(app: VideoWorkerApp, step: dict[str, Any]) -> bool:
     name = step.get("task")
     if name not in STAGES or step.get("args") or step.get("kwargs") or step.get("immutable"):
         return False
-    if app.tasks[name].rate_limit:
-        return False
-    options = {k: v for k, v in (step.get("options") or {}).items() if k in ("queue", "exchange", "routing_key")}
+    options = step.get("options") or {}
+    if app.tasks[name].rate_limit or options.get("link") or options.get("link_error"):
+        return False  # Celery's consumer applies rate limits; its tracer runs callbacks
+    options = {k: v for k, v in options.items() if k in ("queue", "exchange", "routing_key")}
     queue = app.amqp.router.route(options, name)["queue"].name
     return queue in app.amqp.queues.consume_from
 
@@ -72,7 +74,8 @@ def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> N
     parent_id, root_id = request.id, request.root_id or request.id
     while chain and _runs_here(app, chain[-1]):
         step = chain.pop()
-        name, task_id = step["task"], (step.get("options") or {}).get("task_id") or ""
+        step.setdefault("options", {}).setdefault("task_id", uuid())
+        name, task_id = step["task"], step["options"]["task_id"]
         model, stage = STAGES[name]
         events.send("task-received", uuid=task_id, name=name, args=saferepr((result,)), kwargs="{}",
                     root_id=root_id, parent_id=parent_id, retries=0, eta=None, expires=None)
@@ -95,7 +98,7 @@ def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> N
 
 def _failed(app: VideoWorkerApp, events: Any, step: dict[str, Any], rest: list[dict[str, Any]],
             payload: dict[str, Any], exc: Exception, parent_id: str, root_id: str, dead_letter: Any) -> None:
-    name, task_id = step["task"], (step.get("options") or {}).get("task_id") or ""
+    name, task_id = step["task"], step["options"]["task_id"]
     policy = app.settings.retry_policy
     if policy.should_retry(name, exc, 0):
         delay = policy.delay_seconds(name, 0)

@@ -84,8 +84,10 @@ def test_bridge_killed_between_publish_and_delete(
     bridge = procs.bridge(AWS_ENDPOINT_URL=proxy.endpoint, **_direct_broker(aws))
     wait_until(lambda: "s3:TestEvent" in bridge.log() and aws.queue_depth(aws.resources.queue_url) == 0,
                60, "the bucket's test event to be handled and deleted")
-    # The bridge's next DeleteMessage hangs, then the bridge dies: its message comes back.
-    proxy.add(Fault(lambda c: c.service == "sqs" and c.action == "DeleteMessage", times=1, delay=30, drop=True))
+    # The bridge's next delete (one DeleteMessageBatch per receive) hangs, then the bridge dies:
+    # its message comes back.
+    proxy.add(Fault(lambda c: c.service == "sqs" and c.action == "DeleteMessageBatch", times=1, delay=30,
+                    drop=True))
     started = time.monotonic()
     sent = upload(aws, "bridge-kill", 1)
     wait_until(lambda: "published chain for 'bridge-kill'" in bridge.log(), 60, "first publish")
@@ -98,7 +100,7 @@ def test_bridge_killed_between_publish_and_delete(
                in worker.log(), 60, "the duplicate chain to be recognised")
     completed, lost, dups = verify(aws, "bridge-kill", sent, [worker])
     report.outcomes.append(Outcome("bridge SIGKILLed between publishing a chain and deleting its message",
-                                   1, completed, 0, lost, dups, "1 hung DeleteMessage + kill -9",
+                                   1, completed, 0, lost, dups, "1 hung DeleteMessageBatch + kill -9",
                                    time.monotonic() - started, "the duplicate chain was skipped"))
     assert (completed, lost, dups) == (1, 0, 0)
 

@@ -42,8 +42,11 @@ def _topics(aws: Aws) -> list[str]:
     return [arn for arn in arns if arn.rsplit(":", 1)[-1].startswith(aws.prefix)]
 
 
-def test_flower_shows_the_worker_and_every_task_with_its_final_state(aws: Aws, procs: Processes) -> None:
-    worker = procs.worker("mon", **scripted_worker_env())
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_flower_shows_the_worker_and_every_task_with_its_final_state(aws: Aws, procs: Processes, pool: str) -> None:
+    """Stages run by chain affinity send their own events: from the worker's main process
+    (threads, the default) or from a prefork child."""
+    worker = procs.worker("mon", **scripted_worker_env(), WORKER_POOL=pool)
     flower = start_flower(procs)
     # Events: the worker's heartbeats reach Flower (from then on, so do the tasks' events).
     name = wait_until(lambda: next(iter(flower.get("/api/workers?status=1") or {}), None), 30, "a live worker")

@@ -7,11 +7,13 @@ bridge publishes chains over the SQS broker; workers write outputs and rows.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Aws, Processes, wait_until
+from tests.integration.flower import ready
 from video_worker.app import build_chain, create_app
 from video_worker.keys import build_output_segment_key
 from video_worker.payloads import VideoWorkerPayload, s3_uri
@@ -139,3 +141,35 @@ def test_chain_spread_over_two_hosts_without_shared_disk(aws: Aws, procs: Proces
     assert not any(p.is_file() for p in (tmp_path / "scratch-b").rglob("*"))
     assert host_a.alive() and host_b.alive()
     assert prefix  # queues were namespaced per test
+
+
+def _stage_lines(log: str, stage: str) -> set[tuple[str, int]]:
+    """(job, index) of every successful ``stage`` in a worker's log."""
+    pattern = rf"Task video_worker\.{stage}\[[0-9a-f-]+\] succeeded in .*'job_id': '([^']*)', 'segment_index': (\d+)"
+    return {(job, int(index)) for job, index in re.findall(pattern, log)}
+
+
+def test_hosts_sharing_the_queue_keep_each_segment_on_one_host(aws: Aws, procs: Processes, tmp_path: Path) -> None:
+    """Two hosts (separate scratch dirs, each its own accelerator) on the default queue:
+    every segment's four stages run on the host that downloaded it, each input is
+    fetched once, and both hosts take work."""
+    env = {"MODEL": "simulated", "SIMULATED_INFER_SECONDS": "0.3"}
+    hosts = [procs.worker(name, scratch=tmp_path / name, **env) for name in ("gpu-a", "gpu-b")]
+    for host in hosts:
+        wait_until(lambda host=host: ready(host), 30, f"{host.name} ready")
+    procs.bridge()
+    sent = {("shared", i): _upload(aws, tmp_path, "shared", i, 10, "sbs", size=50_000 + i) for i in range(10)}
+    for (job_id, index), data in sent.items():
+        key = build_output_segment_key(job_id, index)
+        assert wait_until(lambda key=key: aws.output(key), 90, f"output {key}") == data
+    wait_until(lambda: len(aws.completion_rows("shared")) == 10, 30, "10 rows")
+
+    logs = [host.log() for host in hosts]
+    taken = [_stage_lines(log, "download") for log in logs]
+    assert taken[0] and taken[1], "both hosts took segments"
+    assert taken[0] | taken[1] == set(sent) and not taken[0] & taken[1]
+    for log, mine in zip(logs, taken, strict=True):
+        for stage in ("infer", "upload", "record"):
+            assert _stage_lines(log, stage) == mine, f"{stage} ran where the segment was downloaded"
+        assert log.count("continued on this host") == 3 * len(mine)
+        assert "is not on this host" not in log, "no input fetched twice, no inference run twice"
