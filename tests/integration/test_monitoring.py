@@ -56,7 +56,9 @@ def test_flower_shows_the_worker_and_every_task_with_its_final_state(aws: Aws, p
         build_chain(put_segment(aws, job), app).apply_async()
 
     # Remote control: Flower's worker list comes from `inspect` (stats, registered, ...).
-    info = wait_until(lambda: (flower.get("/api/workers?refresh=1") or {}).get(name), 30, "the worker's stats")
+    # (Flower gives up on an inspect call after 1 s and lists the worker without it: ask again.)
+    info = wait_until(lambda: (w := (flower.get("/api/workers?refresh=1") or {}).get(name))
+                      and "stats" in w and "registered" in w and w, 30, "the worker's stats")
     assert info["stats"]["pool"]["max-concurrency"] == 3
     assert "video_worker.infer" in info["registered"]
 
