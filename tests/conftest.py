@@ -72,13 +72,25 @@ class Aws:
         return Settings(**values)
 
     def completion_rows(self, job_id: str) -> list[dict[str, Any]]:
-        response = self.dynamodb.query(
+        pages = self.dynamodb.get_paginator("query").paginate(
             TableName=self.resources.table,
             KeyConditionExpression="job_id = :j",
             ExpressionAttributeValues={":j": {"S": job_id}},
             ConsistentRead=True,
         )
-        return list(response["Items"])
+        return [item for page in pages for item in page["Items"]]
+
+    def completion_count(self, job_id: str) -> int:
+        """How many rows ``job_id`` has, without moving them (the emulator serialises
+        hundreds of items slowly: polling whole rows stalled it under load)."""
+        pages = self.dynamodb.get_paginator("query").paginate(
+            TableName=self.resources.table,
+            KeyConditionExpression="job_id = :j",
+            ExpressionAttributeValues={":j": {"S": job_id}},
+            ConsistentRead=True,
+            Select="COUNT",
+        )
+        return sum(int(page["Count"]) for page in pages)
 
     def output(self, key: str) -> bytes | None:
         try:

@@ -70,7 +70,7 @@ def upload(aws: Aws, job: str, count: int, size: int = 20_000, mode: str = "sbs"
 
 
 def settle(aws: Aws, job: str, sent: dict[int, bytes], timeout: float, dead: int = 0) -> None:
-    wait_until(lambda: len(aws.completion_rows(job)) + dead >= len(sent), timeout, f"{len(sent)} rows of {job}")
+    wait_until(lambda: aws.completion_count(job) + dead >= len(sent), timeout, f"{len(sent)} rows of {job}")
 
 
 def absorbed(job: str, workers: list[Proc]) -> int:
