@@ -60,7 +60,11 @@ def test_s3_errors_and_dynamodb_throttling_are_retried(
     for fault in (s3("GET"), s3("PUT"), ddb("GetItem", "ThrottlingException"),
                   ddb("PutItem", "ProvisionedThroughputExceededException")):
         proxy.add(fault)
-    env = {"AWS_ENDPOINT_URL": proxy.endpoint, "TASK_RETRY_BASE_SECONDS": "1", **_direct_broker(aws)}
+    # One slot: the errors hit one call after another, so botocore's 3 attempts run out and the
+    # task-level retry runs too (with 3 slots the 7 errors of a kind spread over 3 calls and
+    # botocore alone absorbs them).
+    env = {"AWS_ENDPOINT_URL": proxy.endpoint, "TASK_RETRY_BASE_SECONDS": "1", "WORKER_CONCURRENCY": "1",
+           **_direct_broker(aws)}
     worker = procs.worker(**env)
     procs.bridge()
     started = time.monotonic()
