@@ -135,12 +135,14 @@ class VideoWorkerApp(Celery):
 def create_app(settings: Settings | None = None) -> VideoWorkerApp:
     """A new app with the pipeline's tasks registered."""
     from video_worker import tasks
+    from video_worker.refill import SlotRefill
     from video_worker.visibility import VisibilityHeartbeat
 
     app = VideoWorkerApp(settings)
     tasks.register(app)
     app.steps["consumer"].add(VisibilityHeartbeat)
     app.steps["consumer"].add(EventBatching)
+    app.steps["consumer"].add(SlotRefill)
     return app
 
 
