@@ -63,7 +63,7 @@ def _runs_here(app: VideoWorkerApp, step: dict[str, Any]) -> bool:
 
 def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> None:
     """Run the next steps of ``task``'s chain here while they may (see the module's doc)."""
-    from video_worker.tasks import dead_letter, parse_payload  # tasks imports this module
+    from video_worker.tasks import after_failure, parse_payload  # tasks imports this module
 
     request = task.request
     chain: list[dict[str, Any]] = list(request.chain or [])
@@ -85,7 +85,7 @@ def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> N
         try:
             nxt = stage(parse_payload(model, result), app.runtime).model_dump(mode="json")
         except Exception as exc:
-            _failed(app, events, step, chain, result, exc, parent_id, root_id, dead_letter)
+            _failed(app, events, step, chain, result, exc, parent_id, root_id, after_failure)
             return
         runtime = time.monotonic() - started
         log.info("Task %s[%s] succeeded in %ss: %s", name, task_id, round(runtime, 6), saferepr(nxt))
@@ -97,21 +97,17 @@ def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> N
 
 
 def _failed(app: VideoWorkerApp, events: Any, step: dict[str, Any], rest: list[dict[str, Any]],
-            payload: dict[str, Any], exc: Exception, parent_id: str, root_id: str, dead_letter: Any) -> None:
+            payload: dict[str, Any], exc: Exception, parent_id: str, root_id: str, after_failure: Any) -> None:
+    """Retry the stage as a task of its own (with the rest of the chain), or end the chain."""
     name, task_id = step["task"], step["options"]["task_id"]
-    policy = app.settings.retry_policy
-    if policy.should_retry(name, exc, 0):
-        delay = policy.delay_seconds(name, 0)
-        log.warning("%s: %s; retry 1 in %ds", name, exc, delay)
+    delay = after_failure(name, task_id, app, payload, exc, 0)
+    if delay is None:  # dead-lettered
+        events.send("task-failed", uuid=task_id, exception=saferepr(exc), traceback="")
+    else:
         # Before the publish: the retry's own events must not come first (a late RETRY would win in Flower).
         events.send("task-retried", uuid=task_id, exception=saferepr(exc), traceback="")
         events.flush_if_unbatched()
         _publish(app, signature(step, app=app), payload, rest, parent_id, root_id, retries=1, delay_seconds=delay)
-    else:
-        log.error("Task %s[%s] raised unexpected: %r", name, task_id, exc)
-        events.send("task-failed", uuid=task_id, exception=saferepr(exc), traceback="")
-        if not dead_letter(name, task_id, app, payload, exc, attempts=1):
-            _publish(app, signature(step, app=app), payload, rest, parent_id, root_id, retries=1, delay_seconds=30)
     events.flush_if_unbatched()
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+DEAD_LETTER_RETRY_SECONDS = 30
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -62,21 +63,34 @@ def _run(task: Task, app: VideoWorkerApp, model: type[M], stage: Callable[[M, pi
         result = stage(parse_payload(model, payload), app.runtime)
     except Exception as exc:
         retries = int(task.request.retries or 0)
-        policy = app.settings.retry_policy
-        if policy.should_retry(task.name, exc, retries):
-            delay = policy.delay_seconds(task.name, retries)
-            log.warning("%s: %s; retry %d in %ds", task.name, exc, retries + 1, delay)
-            raise task.retry(exc=exc, countdown=0, max_retries=retries + 1, delay_seconds=delay) from exc
-        if not dead_letter(task.name, task.request.id, app, payload, exc, attempts=retries + 1):
-            # Not recorded anywhere yet: keep the work alive as a new message instead.
-            raise task.retry(exc=exc, countdown=0, max_retries=retries + 2, delay_seconds=30) from exc
-        raise
+        delay = after_failure(task.name, task.request.id, app, payload, exc, retries)
+        if delay is None:
+            raise
+        raise task.retry(exc=exc, countdown=0, max_retries=retries + 1, delay_seconds=delay) from exc
     data = result.model_dump(mode="json")
     if not getattr(result, "skipped", None):
         affinity.continue_chain(task, app, data)
     else:
         task.request.chain = None  # nothing left to do for this upload: stop the chain here
     return data
+
+
+def after_failure(task_name: str, task_id: str | None, app: VideoWorkerApp, payload: Any, exc: Exception,
+                  retries: int) -> int | None:
+    """What a failed stage does next, for a Celery task and a stage ``affinity`` ran alike.
+
+    The SQS delay (seconds) of its retry, by ``retry.RetryPolicy``; or None once it
+    is dead-lettered. Work whose dead letter cannot be written is retried after
+    ``DEAD_LETTER_RETRY_SECONDS`` instead: it is not recorded anywhere yet.
+    """
+    policy = app.settings.retry_policy
+    if policy.should_retry(task_name, exc, retries):
+        delay = policy.delay_seconds(task_name, retries)
+        log.warning("%s: %s; retry %d in %ds", task_name, exc, retries + 1, delay)
+        return delay
+    if dead_letter(task_name, task_id, app, payload, exc, attempts=retries + 1):
+        return None
+    return DEAD_LETTER_RETRY_SECONDS
 
 
 def dead_letter(task_name: str, task_id: str | None, app: VideoWorkerApp, payload: Any, exc: Exception,
@@ -96,7 +110,8 @@ def dead_letter(task_name: str, task_id: str | None, app: VideoWorkerApp, payloa
     try:
         app.dead_letters.put(letter)
     except VideoWorkerError as dlq_error:
-        log.error("%s: could not dead-letter (%s); retrying the task in 30s", task_name, dlq_error)
+        log.error("%s: could not dead-letter (%s); retrying the task in %ds",
+                  task_name, dlq_error, DEAD_LETTER_RETRY_SECONDS)
         return False
     log.error("%s failed for good after %d attempt(s): %s; dead letter %s",
               task_name, attempts, letter.error, letter.id)
