@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -225,3 +226,28 @@ def test_threads_share_the_model_at_most_infer_concurrency_at_a_time(
         results = list(pool.map(lambda d: pipeline.infer(d, rt), downloaded))
     assert [Path(r.output.path).read_bytes() for r in results] == [b"v" * 100] * 4
     assert model.most == slots
+
+
+def test_a_job_folder_removed_by_another_slot_while_writing_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slot A removes the job's last file (and the then-empty folder) just as slot B starts writing."""
+    scratch = Scratch(tmp_path / "root")
+    seg = VideoWorkerPayload(job_id="j", segment_index=1, total_segments=2,
+                             segment_s3_uri="s3://b/segments/j/00001_00002_sbs.mp4", mode="sbs")
+    other = scratch.path_for(seg, "input")
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"a")
+    real_mkstemp = tempfile.mkstemp
+    races = []
+
+    def mkstemp_after_the_other_slot_removed(**kwargs: Any) -> tuple[int, str]:
+        if not races:
+            races.append(1)
+            scratch.remove(other)  # unlinks the file and the empty folder
+        return real_mkstemp(**kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_after_the_other_slot_removed)
+    dest = scratch.path_for(seg, "output")
+    with scratch.writing(dest) as tmp:
+        tmp.write_bytes(b"b")
+    assert races and not other.exists() and dest.read_bytes() == b"b"

@@ -27,6 +27,7 @@ from video_worker.payloads import LocalFile, VideoWorkerPayload
 _PLAIN_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 Stage = Literal["input", "output"]
+_CREATE_ATTEMPTS = 5
 
 
 class Scratch:
@@ -68,9 +69,20 @@ class Scratch:
 
     @contextmanager
     def writing(self, final: Path) -> Iterator[Path]:
-        """Yield a temporary path; on success it is renamed to ``final``."""
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=".part-", suffix=".mp4")
+        """Yield a temporary path; on success it is renamed to ``final``.
+
+        Another slot's ``remove`` may delete the job folder (then empty) between
+        our ``mkdir`` and the temporary file's creation: make it again and retry.
+        Once the file exists the folder is not empty and stays.
+        """
+        for attempt in range(_CREATE_ATTEMPTS):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=".part-", suffix=".mp4")
+                break
+            except FileNotFoundError:
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
         os.close(fd)
         tmp = Path(tmp_name)
         try:
