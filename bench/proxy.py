@@ -19,11 +19,13 @@ some requests itself (an error, a delay, a dropped connection).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -96,6 +98,7 @@ class BenchProxy:
     _rows: list[Request] = field(default_factory=list)  # successful DynamoDB PutItems
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
+    _connections: set[socket.socket] = field(default_factory=set)  # open client connections (keep-alive)
 
     @property
     def endpoint(self) -> str:
@@ -118,6 +121,24 @@ class BenchProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def reset_connections(self) -> int:
+        """Reset every open client connection (as a restarted endpoint would); return how many."""
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+                conn.shutdown(socket.SHUT_RDWR)
+        return len(connections)
+
+    def _opened(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def _closed(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
 
     def intercept(self, call: Call) -> Reply | None:
         """A hook, called for every request in its handler thread before it is forwarded.
@@ -183,6 +204,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.proxy._opened(self.connection)
+
+    def finish(self) -> None:
+        self.proxy._closed(self.connection)
+        with contextlib.suppress(OSError):  # reset by reset_connections
+            super().finish()
 
     def handle_expect_100(self) -> bool:
         """``Expect: 100-continue`` (S3 uploads): the interim answer must leave now, not with the response."""

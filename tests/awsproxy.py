@@ -17,18 +17,20 @@ for the request (``PutItem``, ``DeleteMessage``, S3 ``GetObject``, ...) and
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.proxy import BenchProxy, Call, Reply
 
-__all__ = ["AwsProxy", "Call", "Fault", "json_error", "s3_error"]
+__all__ = ["AwsProxy", "Call", "Fault", "call", "json_error", "s3_error"]
 
 
 @dataclass
 class Fault:
-    """Answer the first ``times`` matching calls with ``status``/``body`` (or delay/drop them)."""
+    """Let the first ``skip`` matching calls through, then answer the next ``times`` with
+    ``status``/``body`` (or delay/drop them)."""
 
     match: Callable[[Call], bool]
     times: int
@@ -36,8 +38,21 @@ class Fault:
     body: bytes = b""
     content_type: str = "application/xml"
     delay: float = 0.0  # seconds to hold the request before answering (then forward it)
+    until: threading.Event | None = None  # hold the request until this is set (then forward it)
     drop: bool = False  # close the connection without an answer
+    skip: int = 0
     hits: int = 0
+    seen: int = 0
+
+
+def call(service: str, action: str, *, target: str | None = None, caller: str | None = None,
+         path: str | None = None) -> Callable[[Call], bool]:
+    """A matcher for exactly one named call: service and action, optionally its target (queue, bucket,
+    table), its caller (the access key id of the signature) and a part of its path (an S3 key)."""
+    def match(c: Call) -> bool:
+        return (c.service == service and c.action == action and (target is None or c.target == target)
+                and (caller is None or c.caller == caller) and (path is None or path in c.path))
+    return match
 
 
 def s3_error(code: str, status: int) -> tuple[int, bytes, str]:
@@ -59,8 +74,9 @@ class AwsProxy(BenchProxy):
     counts: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
 
     def outage(self, seconds: float) -> None:
-        """Go away (connections refused) for ``seconds``, then come back on the same port."""
+        """Go away for ``seconds`` (new connections refused, open ones reset), then come back on the same port."""
         self.stop()
+        self.reset_connections()
         time.sleep(seconds)
         for _ in range(50):
             try:
@@ -84,14 +100,20 @@ class AwsProxy(BenchProxy):
         with self._lock:
             self.counts[(call.service, call.action)] += 1
             fault = next((f for f in self.faults if f.hits < f.times and f.match(call)), None)
-            if fault is not None:
-                fault.hits += 1
+            if fault is not None:  # the first live fault for this call decides: let it through, or answer it
+                fault.seen += 1
+                if fault.seen > fault.skip:
+                    fault.hits += 1
+                else:
+                    fault = None
         if fault is None:
             return None
         if fault.delay:
             time.sleep(fault.delay)
+        if fault.until is not None:
+            fault.until.wait(300)
         if fault.drop:
             return Reply(0)
-        if fault.delay:
+        if fault.delay or fault.until is not None:
             return None  # held, then forwarded
         return Reply(fault.status, fault.body, (("Content-Type", fault.content_type), ("x-amzn-RequestId", "FAULT")))

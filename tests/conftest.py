@@ -21,6 +21,8 @@ from video_worker.dev import FAKE_CREDENTIALS, dev_environment, start_emulator
 from video_worker.provision import Resources, provision
 from video_worker.settings import Settings
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
@@ -153,6 +155,7 @@ class Processes:
         env["BROKER_QUEUE_PREFIX"] = f"{self.aws.prefix}-"
         env["BROKER_POLLING_INTERVAL"] = "0.1"
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # tests.support.*
         env.update(extra)
         return env
 
@@ -166,12 +169,14 @@ class Processes:
         return proc
 
     def worker(self, name: str = "worker", *args: str, scratch: Path | None = None, **extra: str) -> Proc:
+        """``celery -A video_worker worker``; its requests are signed with access key ``name`` (the proxy's caller)."""
         argv = [sys.executable, "-m", "celery", "-A", "video_worker", "worker", "-l", "INFO",
                 "-n", f"{name}@%h", *args]
-        return self.start(name, argv, self.env(scratch, **extra))
+        return self.start(name, argv, self.env(scratch, **{"AWS_ACCESS_KEY_ID": name, **extra}))
 
-    def bridge(self, **extra: str) -> Proc:
-        return self.start("bridge", [sys.executable, "-m", "video_worker", "bridge"], self.env(**extra))
+    def bridge(self, name: str = "bridge", **extra: str) -> Proc:
+        argv = [sys.executable, "-m", "video_worker", "bridge"]
+        return self.start(name, argv, self.env(**{"AWS_ACCESS_KEY_ID": name, **extra}))
 
     def stop_all(self) -> None:
         for proc in self.started:

@@ -20,6 +20,7 @@ from tests.test_pipeline_unit import _runtime, _segment, clients  # noqa: F401  
 from video_worker import affinity, pipeline
 from video_worker.app import VideoWorkerApp, create_app
 from video_worker.errors import ModelRejected, TransientError
+from video_worker.model_process import InlineRunner
 from video_worker.payloads import Mode
 from video_worker.sample import sample_segment
 from video_worker.settings import Settings
@@ -48,7 +49,7 @@ class FlakyUpload:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.storage, name)
 
-    def upload(self, src: Path, uri: str) -> None:
+    def upload(self, src: Path, uri: str, **conditions: Any) -> str:
         raise TransientError(f"upload {uri}: 503 SlowDown")
 
 
@@ -62,9 +63,9 @@ def app(clients: dict[str, Any], tmp_path: Path) -> Iterator[VideoWorkerApp]:  #
     res = clients["res"]
     settings = Settings(INPUT_BUCKET_NAME=res.input_bucket, OUTPUT_BUCKET_NAME=res.output_bucket,
                         SEGMENT_COMPLETIONS_TABLE_NAME=res.table, MONITORING=False,
-                        VIDEO_WORKER_DLQ_URL=res.dlq_url)
+                        VIDEO_WORKER_DLQ_URL=res.dlq_url, PUBLISH_PATIENCE_SECONDS=1)
     app = create_app(settings)
-    app.conf.update(broker_url="memory://", broker_transport_options={})
+    app.conf.update(broker_url="memory://", broker_transport=None, broker_transport_options={})
     app.use_runtime(_runtime(clients, tmp_path / "s"))
     app.worker_events = (os.getpid(), Events())
     yield app
@@ -141,7 +142,7 @@ def test_a_transient_failure_republishes_that_stage_with_the_rest_of_the_chain(
 def test_a_permanent_failure_is_dead_lettered_and_stops_the_chain(app: VideoWorkerApp,
                                                                   clients: dict[str, Any]) -> None:  # noqa: F811
     downloaded = _downloaded(app, clients, b"x" * 1000)
-    app.runtime.model = Rejecting()
+    app.runtime.model = InlineRunner(Rejecting())
     task = _task(_chain_of(app, *STAGES))
     affinity.continue_chain(task, app, downloaded)  # type: ignore[arg-type]
 
@@ -201,5 +202,6 @@ def test_a_broker_that_refuses_the_next_step_sends_the_segment_back(app: VideoWo
     app.runtime.storage = FlakyUpload(app.runtime.storage)
     app.conf.update(broker_url="sqs://k:s@127.0.0.1:1", broker_transport_options={"is_secure": False},
                     broker_connection_max_retries=0, task_publish_retry=False)
-    with pytest.raises(Reject):
+    with pytest.raises(Reject) as rejected:
         affinity.continue_chain(_task(_chain_of(app, *STAGES)), app, downloaded)  # type: ignore[arg-type]
+    assert rejected.value.requeue is True, "the message goes back; it is not deleted"

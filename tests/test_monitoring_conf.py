@@ -8,6 +8,7 @@ from copy import copy
 import pytest
 from kombu.transport import SQS
 
+from video_worker import receiving
 from video_worker.app import create_app
 from video_worker.monitoring import TRANSPORT, monitoring_conf
 from video_worker.monitoring.control import Mailbox
@@ -30,13 +31,15 @@ def test_monitoring_is_on_by_default_with_the_sns_transport() -> None:
 
 @pytest.mark.parametrize("value", ["off", "false", "0", "no"])
 def test_monitoring_off_is_kombus_plain_sqs_transport(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Off: kombu's SQS transport with only the receive loop hardened (no fanout, no SNS)."""
     for name, setting in SEED.items():
         monkeypatch.setenv(name.upper(), setting)
     monkeypatch.setenv("MONITORING", value)
     app = create_app(load_settings())
     assert all(app.conf[flag] is False for flag in FLAGS)
-    assert app.conf.broker_transport is None
-    assert app.connection_for_write().get_transport_cls() is SQS.Transport
+    transport = app.connection_for_write().get_transport_cls()
+    assert transport is receiving.Transport and issubclass(transport, SQS.Transport)
+    assert "fanout" not in transport.implements.exchange_type
 
 
 def test_monitoring_needs_the_sqs_broker() -> None:

@@ -18,6 +18,7 @@ from video_worker import pipeline
 from video_worker.completions import DynamoCompletionStore
 from video_worker.errors import ObjectNotFound, PermanentError, UnsafePath
 from video_worker.inference import PassthroughModel
+from video_worker.model_process import InlineRunner
 from video_worker.payloads import LocalFile, VideoWorkerPayload
 from video_worker.provision import provision
 from video_worker.sample import sample_segment
@@ -42,7 +43,7 @@ def _runtime(c: dict[str, Any], root: Path, host: str = "h1") -> pipeline.Runtim
     return pipeline.Runtime(
         storage=S3Storage(c["s3"], chunk_mib=5, threads=2),
         completions=DynamoCompletionStore(c["dynamodb"], c["res"].table),
-        model=PassthroughModel(),
+        model=InlineRunner(PassthroughModel()),
         model_name="passthrough",
         scratch=Scratch(root, host=host),
         output_bucket=c["res"].output_bucket,
@@ -77,7 +78,7 @@ def test_four_stages_on_one_host(clients: dict[str, Any], tmp_path: Path) -> Non
     assert item == {
         "job_id": {"S": "job-1"}, "segment_index": {"N": "2"},
         "output_s3_uri": {"S": u.output_s3_uri}, "completed_at": {"N": "1800000000"},
-        "total_segments": {"N": "4"},
+        "total_segments": {"N": "4"}, "output_generation": {"N": "1"},
         "source_etag": {"S": clients["s3"].head_object(Bucket=clients["res"].input_bucket,
                                                        Key="segments/job-1/00002_00004_sbs.mp4")["ETag"].strip('"')},
     }
@@ -219,8 +220,8 @@ class _Overlap:
 def test_threads_share_the_model_at_most_infer_concurrency_at_a_time(
         clients: dict[str, Any], tmp_path: Path, slots: int) -> None:
     rt = _runtime(clients, tmp_path / "s")
-    rt.model = model = _Overlap()
-    rt.accelerator = threading.BoundedSemaphore(slots)
+    model = _Overlap()
+    rt.model = InlineRunner(model, slots)
     downloaded = [pipeline.download(_segment(clients, b"v" * 100, index=i), rt) for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda d: pipeline.infer(d, rt), downloaded))
@@ -251,3 +252,38 @@ def test_a_job_folder_removed_by_another_slot_while_writing_is_made_again(
     with scratch.writing(dest) as tmp:
         tmp.write_bytes(b"b")
     assert races and not other.exists() and dest.read_bytes() == b"b"
+
+
+def _chain_through(rt: pipeline.Runtime, seg: VideoWorkerPayload) -> Any:
+    return pipeline.upload(pipeline.infer(pipeline.download(seg, rt), rt), rt)
+
+
+def test_output_and_row_follow_the_newest_upload_whatever_order_the_chains_finish(
+        clients: dict[str, Any], tmp_path: Path) -> None:
+    """Upload A, then B of one key; A's chain reaches ``upload`` only after B's recorded (no sequencers)."""
+    rt = _runtime(clients, tmp_path / "s")
+    a_bytes, b_bytes = sample_segment(3000, seed=1), sample_segment(3001, seed=2)
+    seg_a = _segment(clients, a_bytes)
+    inferred_a = pipeline.infer(pipeline.download(seg_a, rt), rt)   # A's chain, slow: stops before upload
+    seg_b = _segment(clients, b_bytes)                               # B replaces A in S3
+    done_b = pipeline.record(_chain_through(rt, seg_b), rt)
+    late_a = pipeline.upload(inferred_a, rt)
+    assert late_a.skipped == "a newer upload of this segment has written its output" and late_a.generation is None
+    key = "jobs/job-1/segments/2.mp4"
+    out = clients["s3"].get_object(Bucket=clients["res"].output_bucket, Key=key)
+    assert out["Body"].read() == b_bytes and out["Metadata"]["generation"] == "1"
+    assert done_b.output_generation == 1
+    row = rt.completions.get("job-1", 2)
+    assert row is not None and row.output_generation == 1 and row.source_etag == out["Metadata"]["source-etag"]
+
+
+def test_a_newer_upload_replaces_the_output_with_the_next_generation(clients: dict[str, Any], tmp_path: Path) -> None:
+    rt = _runtime(clients, tmp_path / "s")
+    first = pipeline.record(_chain_through(rt, _segment(clients, sample_segment(2000, seed=3))), rt)
+    again = _chain_through(rt, _segment(clients, sample_segment(2000, seed=3)))  # the same bytes: the same upload
+    assert first.output_generation == 1 and again.generation == 1 and not again.skipped
+    assert not rt.completions.put(pipeline.record(again, rt).model_copy()), "nothing newer to record"
+    newer = pipeline.record(_chain_through(rt, _segment(clients, sample_segment(2001, seed=4))), rt)
+    assert newer.output_generation == 2
+    row = rt.completions.get("job-1", 2)
+    assert row is not None and row.output_generation == 2 and row.source_etag == newer.source_etag

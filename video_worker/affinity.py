@@ -33,7 +33,10 @@ from celery.exceptions import Reject
 from celery.utils import uuid
 from celery.utils.saferepr import saferepr
 
-from video_worker import pipeline
+from video_worker import delivery, pipeline
+from video_worker.errors import Undelivered
+from video_worker.failures import on_stage_failure
+from video_worker.limits import Deadline
 from video_worker.payloads import Downloaded, Inferred, Uploaded
 
 if TYPE_CHECKING:
@@ -63,7 +66,7 @@ def _runs_here(app: VideoWorkerApp, step: dict[str, Any]) -> bool:
 
 def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> None:
     """Run the next steps of ``task``'s chain here while they may (see the module's doc)."""
-    from video_worker.tasks import after_failure, parse_payload  # tasks imports this module
+    from video_worker.tasks import parse_payload  # tasks imports this module
 
     request = task.request
     chain: list[dict[str, Any]] = list(request.chain or [])
@@ -72,6 +75,7 @@ def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> N
     request.chain = None  # from here on, this function dispatches what is left
     events = app.stage_events(request.hostname)
     parent_id, root_id = request.id, request.root_id or request.id
+    limits = app.settings.stage_time_limits
     while chain and _runs_here(app, chain[-1]):
         step = chain.pop()
         step.setdefault("options", {}).setdefault("task_id", uuid())
@@ -83,40 +87,53 @@ def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> N
         events.send("task-started", uuid=task_id)
         started = time.monotonic()
         try:
-            nxt = stage(parse_payload(model, result), app.runtime).model_dump(mode="json")
+            deadline = Deadline.start(name, limits[name])
+            outcome = stage(parse_payload(model, result), app.runtime, deadline)
         except Exception as exc:
-            _failed(app, events, step, chain, result, exc, parent_id, root_id, after_failure)
+            _failed(app, events, step, chain, result, exc, parent_id, root_id)
             return
+        nxt = outcome.model_dump(mode="json")
         runtime = time.monotonic() - started
         log.info("Task %s[%s] succeeded in %ss: %s", name, task_id, round(runtime, 6), saferepr(nxt))
         events.send("task-succeeded", uuid=task_id, result=saferepr(nxt), runtime=runtime)
         events.flush_if_unbatched()
+        if getattr(outcome, "skipped", None):
+            return  # nothing left to do for this upload (a newer one's output is there)
         result, parent_id = nxt, task_id
     if chain:  # not for this host: publish the next step with the last result, as Celery would
         _publish(app, signature(chain[-1], app=app), result, chain[:-1], parent_id, root_id)
 
 
 def _failed(app: VideoWorkerApp, events: Any, step: dict[str, Any], rest: list[dict[str, Any]],
-            payload: dict[str, Any], exc: Exception, parent_id: str, root_id: str, after_failure: Any) -> None:
-    """Retry the stage as a task of its own (with the rest of the chain), or end the chain."""
+            payload: dict[str, Any], exc: Exception, parent_id: str, root_id: str) -> None:
+    """Retry the stage as a task of its own (with the rest of the chain), or dead-letter it."""
     name, task_id = step["task"], step["options"]["task_id"]
-    delay = after_failure(name, task_id, app, payload, exc, 0)
-    if delay is None:  # dead-lettered
+    # The retry's own events must not come first (a late RETRY would win in Flower): announce it before publishing.
+    retried = {"sent": False}
+
+    def republish(delay: int) -> None:
+        if not retried["sent"]:
+            events.send("task-retried", uuid=task_id, exception=saferepr(exc), traceback="")
+            events.flush_if_unbatched()
+            retried["sent"] = True
+        signature(step, app=app).apply_async((payload,), chain=rest or None, parent_id=parent_id, root_id=root_id,
+                                             retries=1, delay_seconds=delay)
+
+    decision = on_stage_failure(app, name, task_id, payload, exc, 0, republish)
+    if isinstance(decision, delivery.DeadLetterIt):
         events.send("task-failed", uuid=task_id, exception=saferepr(exc), traceback="")
-    else:
-        # Before the publish: the retry's own events must not come first (a late RETRY would win in Flower).
-        events.send("task-retried", uuid=task_id, exception=saferepr(exc), traceback="")
-        events.flush_if_unbatched()
-        _publish(app, signature(step, app=app), payload, rest, parent_id, root_id, retries=1, delay_seconds=delay)
     events.flush_if_unbatched()
 
 
 def _publish(app: VideoWorkerApp, step: Signature, payload: dict[str, Any], rest: list[dict[str, Any]],
-             parent_id: str, root_id: str, **options: Any) -> None:
-    """Publish ``step`` (and the chain after it); if the broker refuses, the segment's message
-    goes back to the queue (``Reject``), so the whole chain runs again rather than being lost."""
+             parent_id: str, root_id: str) -> None:
+    """Hand ``step`` (and the chain after it) to the broker, patiently; if the broker keeps refusing,
+    the segment's message goes back to the queue (``Reject``), so the whole chain runs again rather than
+    being lost."""
     try:
-        step.apply_async((payload,), chain=rest or None, parent_id=parent_id, root_id=root_id, **options)
-    except Exception as exc:
-        log.error("%s: could not publish (%s); the segment's message goes back to the queue", step.task, exc)
-        raise Reject(exc, requeue=True) from exc
+        delivery.patiently(
+            lambda: step.apply_async((payload,), chain=rest or None, parent_id=parent_id, root_id=root_id),
+            f"handing {step.task} to the broker", patience=app.settings.publish_patience_seconds)
+    except Undelivered as undelivered:
+        log.error("%s; the segment's message goes back to the queue", undelivered)
+        raise Reject(undelivered, requeue=True) from undelivered

@@ -52,6 +52,8 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+        # Task messages that cannot be run are dead-lettered, not dropped or crashed on.
+        "worker_consumer": "video_worker.consumer:Consumer",
         **monitoring_conf(settings),
     }
 

@@ -25,14 +25,26 @@ from botocore.exceptions import (
 
 from video_worker.errors import (
     AccessDenied,
+    BucketNotFound,
     ObjectNotFound,
     PermanentError,
+    QueueNotFound,
+    TableNotFound,
     TransientError,
     VideoWorkerError,
 )
 from video_worker.settings import Settings
 
-_NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound", "ResourceNotFoundException"}
+#: Error code → what is missing. A bare 404 (HEAD has no body) is an object.
+_MISSING: dict[str, type[VideoWorkerError]] = {
+    "NoSuchBucket": BucketNotFound,
+    "ResourceNotFoundException": TableNotFound,
+    "AWS.SimpleQueueService.NonExistentQueue": QueueNotFound,
+    "QueueDoesNotExist": QueueNotFound,
+    "NoSuchKey": ObjectNotFound,
+    "NotFound": ObjectNotFound,
+    "404": ObjectNotFound,
+}
 _DENIED = {"403", "AccessDenied", "AccessDeniedException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _THROTTLED = {
     "SlowDown",
@@ -73,7 +85,7 @@ def new_client(service: str, **kwargs: Any) -> Any:
 def make_client(service: str, settings: Settings) -> Any:
     """A boto3 client for ``service`` in the configured region/endpoint.
 
-    botocore's own retries are kept small (standard mode, 3 attempts): longer
+    botocore's own retries are kept small (standard mode, 3 retries: 4 attempts): longer
     waits belong to the task's retry policy, which does not block a worker slot.
     """
     config = Config(
@@ -97,8 +109,9 @@ def translate(exc: BaseException, what: str) -> VideoWorkerError:
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         message = f"{what}: {code or status} {error.get('Message', '')}".strip()
-        if code in _NOT_FOUND or status == 404:
-            return ObjectNotFound(message)
+        missing = _MISSING.get(code) or (ObjectNotFound if status == 404 else None)
+        if missing is not None:
+            return missing(message)
         if code in _DENIED or status == 403:
             return AccessDenied(message)
         if code in _THROTTLED or status >= 500 or status == 429:

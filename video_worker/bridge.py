@@ -12,6 +12,7 @@ back after its visibility timeout. The bridge never crashes on a message.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -19,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from video_worker import delivery
 from video_worker.aws import SDK_ERRORS, translate
-from video_worker.errors import MalformedMessage, VideoWorkerError
+from video_worker.errors import MalformedMessage, Undelivered, VideoWorkerError
 from video_worker.events import SegmentEvent, parse_message
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class Bridge:
         *,
         wait_time_seconds: int = 20,
         batch_size: int = 10,
+        publish_patience: float = 10.0,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -61,6 +64,8 @@ class Bridge:
         self._publish = publish
         self._wait = wait_time_seconds
         self._batch = batch_size
+        self._patience = publish_patience
+        self._backoff = delivery.ReceiveBackoff()
         self.stopping = threading.Event()
         self._receiving = False
 
@@ -69,12 +74,15 @@ class Bridge:
         log.info("bridge polling %s", self._queue_url)
         while not self.stopping.is_set():
             try:
-                self.poll_once()
+                report = self.poll_once()
             except _Interrupted:
                 break
             except VideoWorkerError as exc:
-                log.error("bridge: %s; retrying", exc)
-                self.stopping.wait(min(5.0, max(1.0, self._wait / 4)))
+                self.stopping.wait(self._backoff.failed("bridge: receive", exc))
+                continue
+            self._backoff.succeeded("bridge: receive")
+            if report.failed:
+                self.stopping.wait(self._backoff.failed("bridge: publish", f"{report.failed} message(s) kept"))
         log.info("bridge stopped")
 
     def stop(self) -> None:
@@ -117,6 +125,8 @@ class Bridge:
         done: list[dict[str, Any]] = []
         for message in response.get("Messages", []):
             report.received += 1
+            if report.failed:  # the broker is refusing: leave the rest to come back, do not hammer it
+                continue
             if self._handle(message, report):
                 done.append(message)
         if done:
@@ -157,15 +167,16 @@ class Bridge:
             log.info("message %s: skipped %r/%r: %s", message_id, skip.bucket, skip.key, skip.reason)
         try:
             for event in parsed.segments:
-                self._publish(event)
+                delivery.patiently(functools.partial(self._publish, event),
+                                   f"message {message_id}: publishing a chain", patience=self._patience)
                 report.published += 1
                 log.info(
                     "message %s: published chain for %r/%d of %d (%r)",
                     message_id, event.payload.job_id, event.payload.segment_index,
                     event.payload.total_segments, event.payload.segment_s3_uri,
                 )
-        except Exception as exc:  # the broker refused: keep the message for redelivery
+        except Undelivered as exc:  # the broker refused: keep the message for redelivery
             report.failed += 1
-            log.error("message %s: publishing failed (%s); it will be received again", message_id, exc)
+            log.error("%s; it will be received again", exc)
             return False
         return True

@@ -12,6 +12,9 @@ from video_worker.payloads import MODES
 
 log = logging.getLogger("video_worker")
 
+#: The bridge holds a batch of raw messages (60 s visibility): it tries a refused publish for at most this long.
+BRIDGE_PUBLISH_PATIENCE_SECONDS = 10.0
+
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -37,6 +40,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         chain_publisher(settings),
         wait_time_seconds=settings.bridge_wait_time_seconds,
         batch_size=settings.bridge_batch_size,
+        publish_patience=min(BRIDGE_PUBLISH_PATIENCE_SECONDS, settings.publish_patience_seconds),
     )
     bridge.install_signal_handlers()
     bridge.run()

@@ -2,9 +2,11 @@
 
 Table key schema (owned by the existing pipeline): partition key ``job_id``
 (S), sort key ``segment_index`` (N); attributes ``output_s3_uri`` (S),
-``completed_at`` (N, Unix seconds), ``total_segments`` (N). We add
-``source_etag`` and ``source_sequencer`` when known, so that a repeat of the
-same upload is recognised and an older event never overwrites a newer one.
+``completed_at`` (N, Unix seconds), ``total_segments`` (N). We add the
+source upload's ``source_etag``/``source_sequencer``/``source_version_id``
+and the ``output_generation`` of the output the row describes (``ordering``):
+a row is replaced only by one of a newer generation, so duplicates and late
+chains of older uploads never overwrite it.
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from video_worker.aws import SDK_ERRORS, translate
+from video_worker.ordering import sortable_sequencer
 from video_worker.payloads import SegmentCompletion
-
-SEQUENCER_WIDTH = 64
-
-
-def sortable_sequencer(sequencer: str) -> str:
-    """S3 sequencers compare as hex strings after right-padding the shorter with zeros."""
-    return sequencer.upper().ljust(SEQUENCER_WIDTH, "0")
 
 
 class CompletionStore(Protocol):
     def get(self, job_id: str, segment_index: int) -> SegmentCompletion | None: ...
 
     def put(self, completion: SegmentCompletion) -> bool:
-        """Write the row unless it already records this (or a newer) source; True if written."""
+        """Write the row unless it already describes this (or a newer) output; True if written."""
         ...
+
+
+_OPTIONAL_S = ("source_etag", "source_sequencer", "source_version_id")
 
 
 class DynamoCompletionStore:
@@ -45,39 +44,24 @@ class DynamoCompletionStore:
                 ConsistentRead=True,
             ).get("Item")
         except SDK_ERRORS as exc:
-            raise translate(exc, f"get completion {job_id}/{segment_index}") from exc
-        if not item:
-            return None
-        return SegmentCompletion(
-            job_id=item["job_id"]["S"],
-            segment_index=int(item["segment_index"]["N"]),
-            output_s3_uri=item["output_s3_uri"]["S"],
-            completed_at=int(float(item["completed_at"]["N"])),
-            total_segments=int(item["total_segments"]["N"]),
-            source_etag=item.get("source_etag", {}).get("S"),
-            source_sequencer=item.get("source_sequencer", {}).get("S"),
-        )
+            raise translate(exc, f"get completion {job_id}/{segment_index} from table {self._table}") from exc
+        return None if not item else completion_from_item(item)
 
     def put(self, completion: SegmentCompletion) -> bool:
-        item = {
-            "job_id": {"S": completion.job_id},
-            "segment_index": {"N": str(completion.segment_index)},
-            "output_s3_uri": {"S": completion.output_s3_uri},
-            "completed_at": {"N": str(completion.completed_at)},
-            "total_segments": {"N": str(completion.total_segments)},
-        }
-        condition = "attribute_not_exists(job_id)"
+        item = completion_item(completion)
         values: dict[str, Any] = {}
-        if completion.source_etag:
-            item["source_etag"] = {"S": completion.source_etag}
-            values[":etag"] = {"S": completion.source_etag}
-            condition += " OR attribute_not_exists(source_etag) OR source_etag <> :etag"
-        if completion.source_sequencer:
-            seq = sortable_sequencer(completion.source_sequencer)
-            item["source_sequencer"] = {"S": seq}
-            values[":seq"] = {"S": seq}
-            # Never let an older upload's (late) event replace a newer one's row.
-            condition = f"({condition}) AND (attribute_not_exists(source_sequencer) OR source_sequencer < :seq)"
+        if completion.output_generation is not None:
+            values[":gen"] = {"N": str(completion.output_generation)}
+            condition = ("attribute_not_exists(job_id) OR attribute_not_exists(output_generation) "
+                         "OR output_generation < :gen")
+        else:  # a chain published before outputs had generations: the older rule
+            condition = "attribute_not_exists(job_id)"
+            if completion.source_etag:
+                values[":etag"] = {"S": completion.source_etag}
+                condition += " OR attribute_not_exists(source_etag) OR source_etag <> :etag"
+            if completion.source_sequencer:
+                values[":seq"] = item["source_sequencer"]
+                condition = f"({condition}) AND (attribute_not_exists(source_sequencer) OR source_sequencer < :seq)"
         kwargs: dict[str, Any] = {"TableName": self._table, "Item": item, "ConditionExpression": condition}
         if values:
             kwargs["ExpressionAttributeValues"] = values
@@ -86,5 +70,37 @@ class DynamoCompletionStore:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         except SDK_ERRORS as exc:
-            raise translate(exc, f"put completion {completion.job_id}/{completion.segment_index}") from exc
+            raise translate(exc, f"put completion {completion.job_id}/{completion.segment_index} "
+                                 f"into table {self._table}") from exc
         return True
+
+
+def completion_item(completion: SegmentCompletion) -> dict[str, Any]:
+    """The row's DynamoDB attributes (optional ones only when known)."""
+    item: dict[str, Any] = {
+        "job_id": {"S": completion.job_id},
+        "segment_index": {"N": str(completion.segment_index)},
+        "output_s3_uri": {"S": completion.output_s3_uri},
+        "completed_at": {"N": str(completion.completed_at)},
+        "total_segments": {"N": str(completion.total_segments)},
+    }
+    for name in _OPTIONAL_S:
+        value = getattr(completion, name)
+        if value:
+            item[name] = {"S": sortable_sequencer(value) if name == "source_sequencer" else value}
+    if completion.output_generation is not None:
+        item["output_generation"] = {"N": str(completion.output_generation)}
+    return item
+
+
+def completion_from_item(item: dict[str, Any]) -> SegmentCompletion:
+    generation = item.get("output_generation", {}).get("N")
+    return SegmentCompletion(
+        job_id=item["job_id"]["S"],
+        segment_index=int(item["segment_index"]["N"]),
+        output_s3_uri=item["output_s3_uri"]["S"],
+        completed_at=int(float(item["completed_at"]["N"])),
+        total_segments=int(item["total_segments"]["N"]),
+        output_generation=int(generation) if generation is not None else None,
+        **{name: item.get(name, {}).get("S") for name in _OPTIONAL_S},
+    )

@@ -3,8 +3,11 @@
 A dead letter is one JSON message on ``VIDEO_WORKER_DLQ_URL`` (default: the
 SQS queue ``{BROKER_QUEUE_PREFIX}dead-letters``, created on first use). It
 holds the segment payload, the task that failed, the error, the attempt count
-and the time. ``video-worker dlq list`` shows them; ``video-worker dlq replay``
-re-runs them from the start of the chain and deletes them once re-published.
+and the time; for a broker message that could not be run as a task, the
+message itself (``raw_message``: body, headers, content type; the body cut
+at ``RAW_BODY_LIMIT`` characters so the letter fits in an SQS message).
+``video-worker dlq list`` shows them; ``video-worker dlq replay`` re-runs
+them from the start of the chain and deletes them once re-published.
 """
 
 from __future__ import annotations
@@ -19,17 +22,26 @@ from pydantic import BaseModel, Field, ValidationError
 from video_worker.aws import SDK_ERRORS, translate
 from video_worker.payloads import VideoWorkerPayload
 
+#: Characters of a bad message's body kept in its dead letter (SQS messages hold 256 KiB).
+RAW_BODY_LIMIT = 100_000
+
 
 class DeadLetter(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     payload: VideoWorkerPayload | None = Field(description="the segment, if the payload was valid")
     raw_payload: dict[str, Any] | None = Field(None, description="the task argument, if it was not")
+    raw_message: dict[str, Any] | None = Field(
+        None, description="a broker message that was not a runnable task: body, headers, content type")
     failed_task: str
     error_type: str
     error: str
     attempts: int = Field(ge=1)
     failed_at: int = Field(description="Unix seconds")
     task_id: str | None = None
+
+    @property
+    def segment_label(self) -> str:
+        return f"{self.payload.job_id!r}/{self.payload.segment_index}" if self.payload else "no segment"
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class Received:
     body: str
     receipt_handle: str
     message_id: str
+    sent_at: float = 0.0  # when SQS accepted it (Unix seconds)
 
 
 class DeadLetterQueue:
@@ -68,11 +81,13 @@ class DeadLetterQueue:
             try:
                 batch = self._sqs.receive_message(
                     QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                    VisibilityTimeout=hold_seconds,
+                    VisibilityTimeout=hold_seconds, MessageSystemAttributeNames=["SentTimestamp"],
                 ).get("Messages", [])
             except SDK_ERRORS as exc:
                 raise translate(exc, "receive from the dead-letter queue") from exc
             fresh = [m for m in batch if m["MessageId"] not in seen]
+            for again in (m for m in batch if m["MessageId"] in seen):  # already handed out: visible again now
+                self.release(again["ReceiptHandle"])
             if not fresh:
                 return
             for message in fresh:
@@ -81,7 +96,9 @@ class DeadLetterQueue:
                     letter: DeadLetter | None = DeadLetter.model_validate_json(message["Body"])
                 except ValidationError:
                     letter = None
-                yield Received(letter, message["Body"], message["ReceiptHandle"], message["MessageId"])
+                sent_ms = message.get("Attributes", {}).get("SentTimestamp", "0")
+                yield Received(letter, message["Body"], message["ReceiptHandle"], message["MessageId"],
+                               int(sent_ms) / 1000)
 
     def release(self, receipt_handle: str) -> None:
         """Make a received message visible again at once."""

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from video_worker.ordering import Upload
+
 Mode = Literal["anaglyph", "sbs"]
 MODES: tuple[Mode, ...] = ("anaglyph", "sbs")
 JOB_ID_MAX_LENGTH = 128
@@ -84,6 +86,11 @@ class VideoWorkerPayload(_Payload):
     source_sequencer: str | None = Field(None, max_length=64, pattern=r"^[0-9A-Fa-f]*$")
     source_size: int | None = Field(None, ge=0)
 
+    @property
+    def upload(self) -> Upload:
+        """The upload of the segment key this work is about (``ordering``)."""
+        return Upload(self.source_etag, self.source_sequencer, self.source_version_id)
+
     @model_validator(mode="after")
     def _index_below_total(self) -> VideoWorkerPayload:
         if self.segment_index >= self.total_segments:
@@ -123,10 +130,16 @@ class Inferred(_Payload):
 
 
 class Uploaded(_Payload):
-    """Output of ``video_worker.upload``, input of ``video_worker.record``."""
+    """Output of ``video_worker.upload``, input of ``video_worker.record``.
+
+    ``generation`` numbers the outputs written at ``output_s3_uri`` (``ordering``);
+    ``skipped`` is set (and the chain stops) when a newer upload's output is there.
+    """
 
     segment: VideoWorkerPayload
     output_s3_uri: S3Uri
+    generation: int | None = Field(None, ge=1)
+    skipped: str | None = None
 
 
 class SegmentCompletion(_Payload):
@@ -134,6 +147,7 @@ class SegmentCompletion(_Payload):
 
     The ``source_*`` attributes (added to the row when known) identify the
     input version the output was made from; they make repeats detectable.
+    ``output_generation`` orders rows like outputs (``ordering``).
     """
 
     job_id: JobId
@@ -143,3 +157,5 @@ class SegmentCompletion(_Payload):
     total_segments: int = Field(ge=1)
     source_etag: str | None = None
     source_sequencer: str | None = None
+    source_version_id: str | None = None
+    output_generation: int | None = None

@@ -1,13 +1,21 @@
-"""``video-worker dlq list`` and ``video-worker dlq replay``."""
+"""``video-worker dlq list`` and ``video-worker dlq replay``.
+
+Replay follows ``delivery``'s rule: a dead letter is deleted only once its
+chain is published; if the broker refuses (patiently, ``PUBLISH_PATIENCE_SECONDS``)
+it is released, left for the next replay, and the command exits 1.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from celery import Celery
 
+from video_worker import delivery
 from video_worker.app import build_chain
 from video_worker.deadletters import DeadLetterQueue, Received
+from video_worker.errors import Undelivered
 
 
 def list_dead_letters(queue: DeadLetterQueue, *, as_json: bool = False) -> int:
@@ -32,7 +40,7 @@ def _print_letters(held: list[Received], as_json: bool) -> None:
             print(f"{received.message_id}  (not a dead letter: {received.body[:80]!r})")
             continue
         when = dt.datetime.fromtimestamp(letter.failed_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        what = f"{letter.payload.job_id!r}/{letter.payload.segment_index}" if letter.payload else "invalid payload"
+        what = letter.segment_label if letter.payload else ("raw message" if letter.raw_message else "invalid payload")
         print(f"{letter.id}  {when}  {letter.failed_task}  attempts={letter.attempts}  {what}  "
               f"{letter.error_type}: {letter.error}")
 
@@ -40,21 +48,34 @@ def _print_letters(held: list[Received], as_json: bool) -> None:
 def replay_dead_letters(app: Celery, ids: set[str] | None) -> int:
     """Re-publish the chain of each chosen dead letter (all if ``ids`` is None), then delete it."""
     queue: DeadLetterQueue = app.dead_letters
-    replayed, wanted = 0, set(ids or ())
-    for received in queue.receive_all(hold_seconds=60):
+    replayed, failed, wanted = 0, 0, set(ids or ())
+    patience = app.settings.publish_patience_seconds
+    started = time.time()
+    for received in queue.receive_all(hold_seconds=max(60, int(patience) + 30)):
         letter = received.letter
-        chosen = letter is not None and (ids is None or letter.id in wanted)
+        # Only letters that were there when the command started: a replayed chain that fails again
+        # writes a new one, which waits for the next replay.
+        chosen = letter is not None and received.sent_at < started and (ids is None or letter.id in wanted)
         if not chosen or letter is None or letter.payload is None:
             queue.release(received.receipt_handle)
             if letter is not None and letter.payload is None and chosen:
-                print(f"{letter.id}: payload was invalid, cannot replay; left in place")
+                wanted.discard(letter.id)
+                print(f"{letter.id}: no valid segment in it ({letter.error_type}: {letter.error}); "
+                      "cannot replay, left in place")
             continue
-        build_chain(letter.payload, app).apply_async()
-        queue.delete(received.receipt_handle)
         wanted.discard(letter.id)
+        try:
+            delivery.patiently(build_chain(letter.payload, app).apply_async, f"replaying {letter.id}",
+                               patience=patience)
+        except Undelivered as exc:
+            failed += 1
+            queue.release(received.receipt_handle)
+            print(f"{letter.id}: {exc}; left in place")
+            continue
+        queue.delete(received.receipt_handle)  # a failed delete replays it twice: the second chain is skipped
         replayed += 1
-        print(f"replayed {letter.id}: {letter.payload.job_id!r}/{letter.payload.segment_index}")
+        print(f"replayed {letter.id}: {letter.segment_label}")
     for missing in sorted(wanted):
         print(f"{missing}: no such dead letter")
     print(f"{replayed} dead letter(s) replayed")
-    return 1 if wanted else 0
+    return 1 if wanted or failed else 0

@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     scratch_dir: Path = Field(
         Path(tempfile.gettempdir()) / "video-worker", validation_alias="VIDEO_WORKER_SCRATCH_DIR"
     )
+    # Scratch files older than this are orphans (a chain that moved host or failed): swept every 15 minutes.
     scratch_max_age_seconds: int = Field(
-        24 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS"
+        3 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS"
     )
     model: str = Field("passthrough", min_length=1, validation_alias="MODEL")
     # One process per host, a few task slots: one segment on the accelerator while the
@@ -92,6 +93,17 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias="TASK_RETRY_OVERRIDES"
     )
     max_segment_bytes: int = Field(2 * 1024**3, ge=1, validation_alias="MAX_SEGMENT_BYTES")
+    # Failures (video_worker/delivery.py): a message whose worker (or model process) died this many
+    # times is dead-lettered; a publish that fails is tried again for this long before its message goes back.
+    max_deliveries: int = Field(3, ge=1, le=100, validation_alias="MAX_DELIVERIES")
+    publish_patience_seconds: float = Field(60.0, ge=0, le=600, validation_alias="PUBLISH_PATIENCE_SECONDS")
+    # Seconds per stage, JSON: {"video_worker.infer": 7200} (defaults in video_worker/limits.py).
+    stage_time_limit_overrides: dict[str, float] = Field(
+        default_factory=dict, validation_alias="STAGE_TIME_LIMITS"
+    )
+    # The model runs in child processes (a crash or a hang is killed there, not the worker), or in the worker.
+    model_isolation: Literal["process", "inline"] = Field("process", validation_alias="MODEL_ISOLATION")
+    model_start_timeout_seconds: float = Field(600.0, gt=0, validation_alias="MODEL_START_TIMEOUT_SECONDS")
 
     # Bridge.
     bridge_wait_time_seconds: int = Field(
@@ -142,6 +154,25 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"keys must be task names like 'video_worker.infer', not {unknown}")
         return value
+
+    @field_validator("stage_time_limit_overrides")
+    @classmethod
+    def _limits_name_stages(cls, value: dict[str, float]) -> dict[str, float]:
+        from video_worker.limits import DEFAULT_STAGE_LIMITS
+
+        unknown = sorted(name for name in value if name not in DEFAULT_STAGE_LIMITS)
+        if unknown:
+            raise ValueError(f"keys must be stage names ({', '.join(DEFAULT_STAGE_LIMITS)}), not {unknown}")
+        bad = sorted(name for name, seconds in value.items() if not 0 < seconds <= 43200)
+        if bad:
+            raise ValueError(f"limits must be between 0 and 43200 seconds (SQS's 12 h cap): {bad}")
+        return value
+
+    @property
+    def stage_time_limits(self) -> dict[str, float]:
+        from video_worker.limits import stage_limits
+
+        return stage_limits(self.stage_time_limit_overrides)
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -5,9 +5,11 @@ is short, so a message held by a worker that dies (SIGKILL, spot reclaim)
 becomes visible again within two minutes. While the worker lives, this
 consumer bootstep extends the visibility of every message it holds, running
 or waiting for a pool slot (prefetched), every quarter of the timeout, so a
-GPU inference of many minutes is never handed to a second worker. SQS caps a
-message's total invisibility at 12 hours from its first receipt; past
-``MAX_HOLD_SECONDS`` the extension stops with an error in the log.
+GPU inference of many minutes is never handed to a second worker. The
+extension stops, with an error in the log, once a message has been held
+longer than its stages' time limits allow (``STAGE_TIME_LIMITS`` summed, plus
+the publish patience and a margin: a stage stuck past every bound) or near
+SQS's cap of 12 hours from its first receipt; SQS then hands it out again.
 
 Only the worker's main process talks to SQS here, with its own boto3 client.
 """
@@ -27,6 +29,7 @@ from video_worker.aws import SDK_ERRORS, make_client
 log = logging.getLogger(__name__)
 
 MAX_HOLD_SECONDS = 12 * 3600 - 600  # SQS: 12 h from the first receipt, minus a margin
+HOLD_MARGIN_SECONDS = 600
 
 
 def held_messages(requests: Iterable[Any]) -> dict[str, list[tuple[str, str]]]:
@@ -52,10 +55,13 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
         self._timer_entry: Any = None
         self._first_seen: dict[str, float] = {}
         self._sqs: Any = None
+        self.max_hold: float = MAX_HOLD_SECONDS
 
     def start(self, parent: Any) -> None:
         settings = parent.app.settings
         self.timeout = settings.broker_visibility_timeout
+        bound = sum(settings.stage_time_limits.values()) + 2 * settings.publish_patience_seconds
+        self.max_hold = min(MAX_HOLD_SECONDS, bound + HOLD_MARGIN_SECONDS)
         self._sqs = make_client("sqs", settings)
         interval = max(1.0, self.timeout / 4)
         self._timer_entry = parent.timer.call_repeatedly(interval, self.beat)
@@ -99,9 +105,9 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
             batch: list[dict[str, Any]] = []
             for task_id, receipt in entries:
                 first = self._first_seen.setdefault(task_id, now)
-                if now - first + self.timeout > MAX_HOLD_SECONDS:
-                    log.error("task %s held for %.0fs: SQS's 12 h cap is near; it may be redelivered",
-                              task_id, now - first)
+                if now - first + self.timeout > self.max_hold:
+                    log.error("task %s held for %.0fs, past what its stages' time limits allow (%.0fs): no longer "
+                              "extended, SQS hands it out again", task_id, now - first, self.max_hold)
                     continue
                 batch.append({"Id": str(len(batch)), "ReceiptHandle": receipt, "VisibilityTimeout": self.timeout})
             for start in range(0, len(batch), 10):

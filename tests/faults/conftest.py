@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import json
 import os
 import platform
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.awsproxy import AwsProxy
-from tests.conftest import Aws, Proc, wait_until
+from tests.conftest import Aws, Proc, Processes, wait_until
 from video_worker.keys import build_output_segment_key
 from video_worker.sample import sample_segment
 from video_worker.submit import segment_key
@@ -35,6 +39,8 @@ class Outcome:
     faults: str
     seconds: float = 0.0
     notes: str = ""
+    stale_outputs: int = 0
+    worker_restarts: int = 0
 
 
 @dataclass
@@ -79,15 +85,34 @@ def absorbed(job: str, workers: list[Proc]) -> int:
     return len(re.findall(rf"(?:skipping|already recorded) '{re.escape(job)}'/", logs))
 
 
-def verify(aws: Aws, job: str, sent: dict[int, bytes], workers: list[Proc]) -> tuple[int, int, int]:
-    """(completed, lost, duplicate rows): every row's output bytes are checked."""
+def verify(aws: Aws, job: str, sent: dict[int, bytes], workers: list[Proc],
+           dead: frozenset[int] = frozenset()) -> tuple[int, int, int]:
+    """(completed, lost, duplicate rows): every row's output bytes are checked; ``dead`` are dead-lettered."""
     rows = {int(r["segment_index"]["N"]): r for r in aws.completion_rows(job)}
     completed = sum(1 for i, data in sent.items()
                     if i in rows and aws.output(build_output_segment_key(job, i)) == data)
     logs = "".join(w.log() for w in workers)
     recorded = re.findall(rf"(?<!already )recorded '{re.escape(job)}'/(\d+)\b", logs)
     duplicates = len(recorded) - len(set(recorded))
-    return completed, len(sent) - completed, duplicates
+    return completed, len(sent) - completed - len(dead), duplicates
+
+
+def stale_outputs(aws: Aws, job: str, latest: dict[int, bytes]) -> int:
+    """Outputs whose bytes are not those of the segment's latest upload (pass-through model)."""
+    return sum(1 for i, data in latest.items()
+               if (out := aws.output(build_output_segment_key(job, i))) is not None and out != data)
+
+
+def dead_letters(procs: Processes) -> list[dict[str, Any]]:
+    """Every dead letter now on the queue, through the real CLI."""
+    out = subprocess.run([sys.executable, "-m", "video_worker", "dlq", "list", "--json"], env=procs.env(),
+                         capture_output=True, text=True, timeout=60, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def scratch_files(root: Path) -> list[Path]:
+    """Segment files left in a scratch directory (the model's lock file is not one)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix == ".mp4")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -106,16 +131,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d}, {platform.platform()}, {os.cpu_count()} cores; "
         f"pytest exit status {int(exitstatus)}.",
         "",
-        "| scenario | segments | completed | dead-lettered | lost | duplicate rows | faults injected | seconds | notes |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---|",
+        "| scenario | segments | completed | dead-lettered | lost | duplicate rows | stale outputs | "
+        "worker restarts | faults injected | seconds | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for o in _REPORT.outcomes:
         lines.append(f"| {o.scenario} | {o.segments} | {o.completed} | {o.dead_lettered} | {o.lost} | "
-                     f"{o.duplicate_rows} | {o.faults} | {o.seconds:.1f} | {o.notes} |")
-    total_lost = sum(o.lost for o in _REPORT.outcomes)
-    total_dup = sum(o.duplicate_rows for o in _REPORT.outcomes)
-    lines += ["", f"Segments lost: **{total_lost}**. Duplicate completion rows: **{total_dup}**.", "",
-              "\"Duplicate rows\" counts completion rows written more than once for the same upload (the",
-              "table's key makes a second row per segment impossible; a second write would overwrite the",
-              "first). \"Lost\" is segments with neither a correct output + row nor a dead letter.", ""]
+                     f"{o.duplicate_rows} | {o.stale_outputs} | {o.worker_restarts} | {o.faults} | "
+                     f"{o.seconds:.1f} | {o.notes} |")
+    total = {name: sum(getattr(o, name) for o in _REPORT.outcomes)
+             for name in ("segments", "completed", "dead_lettered", "lost", "duplicate_rows", "stale_outputs")}
+    lines += ["", f"Segments: **{total['segments']}**; completed **{total['completed']}**, dead-lettered "
+              f"**{total['dead_lettered']}** (each with its reason), lost **{total['lost']}**. Duplicate completion "
+              f"rows: **{total['duplicate_rows']}**. Stale outputs: **{total['stale_outputs']}**.", "",
+              "\"Lost\" is segments with neither a correct output + row nor a dead letter. \"Duplicate rows\" counts",
+              "completion rows written more than once for the same upload (the table's key makes a second row per",
+              "segment impossible; a second write would overwrite the first). \"Stale outputs\" counts outputs",
+              "whose bytes are not the latest upload's. \"Worker restarts\" counts worker processes the test had to",
+              "start again because one died (a supervisor's job); every other worker stayed up throughout.", ""]
     Path(target).write_text("\n".join(lines), encoding="utf-8")

@@ -13,7 +13,7 @@ import pytest
 
 from tests.awsproxy import AwsProxy, Fault, json_error, s3_error
 from tests.conftest import Aws, Proc, Processes, wait_until
-from tests.faults.conftest import Outcome, Report, absorbed, settle, upload, verify
+from tests.faults.conftest import Outcome, Report, absorbed, scratch_files, settle, upload, verify
 from video_worker.events import s3_notification_body
 from video_worker.submit import segment_key
 
@@ -109,22 +109,37 @@ def test_bridge_killed_between_publish_and_delete(
     assert (completed, lost, dups) == (1, 0, 0)
 
 
-def test_aws_endpoint_goes_away_mid_run(aws: Aws, procs: Processes, proxy: AwsProxy, report: Report) -> None:
-    """Every AWS call, the broker's included, goes through the proxy, which restarts for 5 s."""
-    via_proxy = {"AWS_ENDPOINT_URL": proxy.endpoint}
+def test_aws_endpoint_goes_away_several_times_mid_run(
+        aws: Aws, procs: Processes, proxy: AwsProxy, report: Report) -> None:
+    """Five outages of 3-6 s at random moments (seeded): new connections refused, open ones reset.
+
+    Every AWS call of the worker and the bridge, the broker's included, goes through the proxy.
+    """
+    rng = random.Random(int(os.environ.get("OUTAGE_SEED", "20261201")))
+    via_proxy = {"AWS_ENDPOINT_URL": proxy.endpoint, "BROKER_VISIBILITY_TIMEOUT": "20",
+                 "MODEL": "simulated", "SIMULATED_INFER_SECONDS": "0.3"}
     worker = procs.worker(**via_proxy)
     bridge = procs.bridge(**via_proxy)
     started = time.monotonic()
-    sent = upload(aws, "outage", 12)
-    wait_until(lambda: len(aws.completion_rows("outage")) >= 2, 60, "progress before the outage")
-    proxy.outage(5.0)
-    settle(aws, "outage", sent, 240)
+    sent = upload(aws, "outage", 40)
+    outages: list[float] = []
+    for _ in range(5):
+        done = aws.completion_count("outage")
+        if done >= len(sent):
+            break
+        wait_until(lambda done=done: aws.completion_count("outage") > done, 120, "progress between outages")
+        outages.append(rng.uniform(3.0, 6.0))
+        time.sleep(rng.uniform(0.0, 1.0))  # a random moment after some progress
+        proxy.outage(outages[-1])
+    settle(aws, "outage", sent, 300)
     completed, lost, dups = verify(aws, "outage", sent, [worker])
-    report.outcomes.append(Outcome("AWS endpoint (S3, DynamoDB, SQS, broker) gone for 5 s mid-run",
-                                   len(sent), completed, 0, lost, dups, "1 outage (connections refused)",
-                                   time.monotonic() - started, "worker and bridge reconnect by themselves"))
-    assert worker.alive() and bridge.alive()
-    assert (completed, lost, dups) == (12, 0, 0)
+    report.outcomes.append(Outcome(f"AWS endpoint (S3, DynamoDB, SQS, broker) gone {len(outages)} times "
+                                   f"({', '.join(f'{s:.1f}' for s in outages)} s), open connections reset",
+                                   len(sent), completed, 0, lost, dups, f"{len(outages)} outages", time.monotonic() - started,
+                                   "worker and bridge reconnect by themselves; BROKER_VISIBILITY_TIMEOUT=20"))
+    assert len(outages) >= 3, "the outages came while segments were in progress"
+    assert worker.alive() and bridge.alive() and "Unrecoverable error" not in worker.log()
+    assert (completed, lost, dups) == (40, 0, 0)
 
 
 def test_same_segment_twice_and_two_events_for_one_upload(aws: Aws, procs: Processes, report: Report) -> None:
@@ -310,3 +325,4 @@ def test_permanent_errors_end_as_dead_letters_not_losses(
     assert kinds == ["AccessDenied", "ObjectNotFound", "SegmentTooLarge"]
     assert all(letter["attempts"] == 1 for letter in found)
     assert (completed, dups) == (1, 0)
+    assert scratch_files(procs.tmp / "scratch") == [], "failed stages leave no files"

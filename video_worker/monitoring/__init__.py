@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from video_worker.receiving import TRANSPORT as RECEIVING_TRANSPORT
 from video_worker.settings import Settings
 
 TRANSPORT = "video_worker.monitoring.transport:Transport"
@@ -30,4 +31,6 @@ def monitoring_conf(settings: Settings) -> dict[str, Any]:
     }
     if enabled:
         conf["broker_transport"] = TRANSPORT
+    elif urlsplit(settings.broker_url).scheme == "sqs":
+        conf["broker_transport"] = RECEIVING_TRANSPORT  # plain SQS, with the receive loop that survives errors
     return conf

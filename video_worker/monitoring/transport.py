@@ -20,7 +20,7 @@ from botocore.config import Config
 from kombu.transport import SQS
 from kombu.transport.SQS.exceptions import DoesNotExistQueueException
 
-from video_worker import aws
+from video_worker import receiving
 from video_worker.monitoring import leases
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ SQS_MAX_NAME = 80
 HOUSEKEEPING_CLIENT = Config(connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 1})
 
 
-class Channel(SQS.Channel):
-    """An SQS channel whose fanout exchanges are SNS topics."""
+class Channel(receiving.Channel):
+    """An SQS channel (with ``receiving``'s receive loop) whose fanout exchanges are SNS topics."""
 
     _drain_timeout: float | None = None
 
@@ -210,34 +210,6 @@ class Channel(SQS.Channel):
             for name in closing:
                 keeper.release(name)
 
-    def _loop1(self, queue: str, messages_fetched: Any = None) -> None:
-        """Stop polling a queue whose channel has closed.
-
-        ``SQS.Channel._loop1`` reschedules the next poll through
-        ``self.connection``, which ``kombu/transport/virtual/base.py``
-        ``Transport.close_channel`` sets to ``None``: a poll in flight when the
-        worker's mailbox channel closed raised ``AttributeError`` in the hub.
-        """
-        if self.connection is not None:
-            super()._loop1(queue, messages_fetched)
-
-    def _new_boto_client(self, service: Any, region: Any, access_key_id: Any, secret_access_key: Any,
-                         session_token: Any = None, config: Any = None) -> Any:
-        """``SQS.Channel._new_boto_client``, on the process's one boto3 session (``aws.new_client``).
-
-        kombu builds a ``boto3.Session`` per client, each with its own copy of the
-        service models: ≈ 8 clients in a worker (BENCHMARKS.md, memory).
-        """
-        client_config = Config(**(self.transport_options.get("client-config") or {}))
-        if config is not None:
-            client_config = client_config.merge(config)
-        options: dict[str, Any] = {"use_ssl": self.is_secure if self.is_secure is not None else True}
-        if self.endpoint_url is not None:
-            options["endpoint_url"] = self.endpoint_url
-        return aws.new_client(service, region_name=region, aws_access_key_id=access_key_id,
-                              aws_secret_access_key=secret_access_key, aws_session_token=session_token,
-                              config=client_config, **options)
-
     def _housekeeper(self) -> leases.Housekeeper:
         key = (str(self.endpoint_url), str(self.region), str(self.queue_name_prefix))
         return leases.housekeeper(key, self._new_housekeeper)
@@ -251,8 +223,8 @@ class Channel(SQS.Channel):
         return leases.Housekeeper(clients["sqs"], clients["sns"], self.queue_name_prefix, topics)
 
 
-class Transport(SQS.Transport):
-    """kombu's SQS transport that also implements fanout exchanges.
+class Transport(receiving.Transport):
+    """``receiving.Transport`` that also implements fanout exchanges.
 
     ``celery/worker/consumer/control.py`` ``Control.include_if`` starts the
     worker's remote-control consumer only if the transport lists ``fanout`` in
