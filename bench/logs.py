@@ -14,6 +14,8 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
+from video_worker.stages import STAGE_NAMES
+
 _LINE = re.compile(
     r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/(?P<proc>[\w-]+)\] "
     r"Task (?P<task>video_worker\.\w+)\[(?P<id>[0-9a-f-]+)\] "
@@ -21,7 +23,7 @@ _LINE = re.compile(
     r"|succeeded in (?P<runtime>[0-9.e-]+)s: (?P<result>.*))$"
 )
 _SEGMENT = re.compile(r"'job_id': '(?P<job>[^']*)', 'segment_index': (?P<index>\d+)")
-STAGES = ("video_worker.download", "video_worker.infer", "video_worker.upload", "video_worker.record")
+STAGES = STAGE_NAMES
 
 
 def _epoch(stamp: str) -> float:

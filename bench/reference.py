@@ -24,6 +24,7 @@ import boto3
 
 from video_worker.inference import load_model
 from video_worker.keys import build_output_segment_key, parse_segment_key
+from video_worker.settings import load_settings
 
 
 def run(env: dict[str, str], scratch: Path, *, stop: Callable[[], bool] = lambda: False,
@@ -32,7 +33,7 @@ def run(env: dict[str, str], scratch: Path, *, stop: Callable[[], bool] = lambda
     endpoint, region = env.get("AWS_ENDPOINT_URL") or None, env.get("AWS_REGION", "us-east-1")
     s3, ddb, sqs = (boto3.client(name, endpoint_url=endpoint, region_name=region)
                     for name in ("s3", "dynamodb", "sqs"))
-    model = load_model(env.get("MODEL", "passthrough"))
+    model = load_model(env.get("MODEL", "passthrough"), load_settings(**env))  # the seed variables of ``env``
     queue, done = env["VIDEO_WORKER_QUEUE_URL"], 0
     src, dst = scratch / f"input-{os.getpid()}.mp4", scratch / f"output-{os.getpid()}.mp4"
     while not stop():

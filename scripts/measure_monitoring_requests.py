@@ -30,13 +30,13 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from video_worker.app import build_chain, create_app
-from video_worker.aws import make_client
-from video_worker.dev import dev_environment
-from video_worker.payloads import VideoWorkerPayload, s3_uri
-from video_worker.provision import provision
+from video_worker.adapters.aws import make_client
+from video_worker.ops.dev import dev_environment
+from video_worker.ops.provision import provision
+from video_worker.ops.submit import segment_key
+from video_worker.segments import Segment, s3_uri
 from video_worker.settings import Settings
-from video_worker.submit import segment_key
+from video_worker.worker.app import build_chain, create_app
 
 COUNTS: Counter[tuple[str, str, str]] = Counter()
 CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
@@ -70,7 +70,7 @@ def scenario(endpoint: str, name: str, monitoring: bool, flower: bool, seconds: 
     prefix = f"m{int(time.time()) % 100000}{name}"
     boot = Settings(input_bucket_name="boot", output_bucket_name="boot", segment_completions_table_name="boot",
                     aws_endpoint_url=endpoint)
-    s3, ddb, sqs = (make_client(n, boot) for n in ("s3", "dynamodb", "sqs"))
+    s3, ddb, sqs = (make_client(n, boot.aws) for n in ("s3", "dynamodb", "sqs"))
     res = provision(s3, ddb, sqs, prefix=prefix)
     env = dev_environment(endpoint, res, Path(tempfile.mkdtemp()))
     env.update(BROKER_QUEUE_PREFIX=f"{prefix}-", BROKER_WAIT_TIME_SECONDS="10", BROKER_POLLING_INTERVAL="0",
@@ -95,7 +95,7 @@ def scenario(endpoint: str, name: str, monitoring: bool, flower: bool, seconds: 
         for i in range(chains):
             key = segment_key(f"cost-{i}", 0, 1, "sbs")
             s3.put_object(Bucket=res.input_bucket, Key=key, Body=b"x" * 1024)
-            build_chain(VideoWorkerPayload(job_id=f"cost-{i}", segment_index=0, total_segments=1,
+            build_chain(Segment(job_id=f"cost-{i}", segment_index=0, total_segments=1,
                                            segment_s3_uri=s3_uri(res.input_bucket, key), mode="sbs"), app).apply_async()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and ddb.scan(TableName=res.table, Select="COUNT")["Count"] < chains:

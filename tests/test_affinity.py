@@ -7,7 +7,6 @@ goes to Celery's in-memory broker and is read back from it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,14 +15,15 @@ from typing import Any
 import pytest
 from celery.exceptions import Reject
 
-from tests.test_pipeline_unit import _runtime, _segment, clients  # noqa: F401  (fixture)
-from video_worker import affinity, pipeline
-from video_worker.app import VideoWorkerApp, create_app
+from tests.support.unit import dependencies, put_segment
+from video_worker import stages
+from video_worker.adapters.model_process import InlineRunner
 from video_worker.errors import ModelRejected, TransientError
-from video_worker.model_process import InlineRunner
-from video_worker.payloads import Mode
-from video_worker.sample import sample_segment
+from video_worker.ops.sample import sample_segment
+from video_worker.segments import Mode
 from video_worker.settings import Settings
+from video_worker.worker import affinity
+from video_worker.worker.app import VideoWorkerApp, create_app
 
 STAGES = ("video_worker.infer", "video_worker.upload", "video_worker.record")
 
@@ -59,15 +59,15 @@ class Rejecting:
 
 
 @pytest.fixture
-def app(clients: dict[str, Any], tmp_path: Path) -> Iterator[VideoWorkerApp]:  # noqa: F811
+def app(clients: dict[str, Any], tmp_path: Path) -> Iterator[VideoWorkerApp]:
     res = clients["res"]
     settings = Settings(INPUT_BUCKET_NAME=res.input_bucket, OUTPUT_BUCKET_NAME=res.output_bucket,
                         SEGMENT_COMPLETIONS_TABLE_NAME=res.table, MONITORING=False,
                         VIDEO_WORKER_DLQ_URL=res.dlq_url, PUBLISH_PATIENCE_SECONDS=1)
     app = create_app(settings)
     app.conf.update(broker_url="memory://", broker_transport=None, broker_transport_options={})
-    app.use_runtime(_runtime(clients, tmp_path / "s"))
-    app.worker_events = (os.getpid(), Events())
+    app.context.use(dependencies=dependencies(clients, tmp_path / "s"))
+    app.context.worker_events = Events()
     yield app
 
 
@@ -81,9 +81,9 @@ def _task(chain: list[dict[str, Any]]) -> SimpleNamespace:
     return SimpleNamespace(request=request)
 
 
-def _downloaded(app: VideoWorkerApp, clients: dict[str, Any], data: bytes) -> dict[str, Any]:  # noqa: F811
-    seg = _segment(clients, data)
-    return pipeline.download(seg, app.runtime).model_dump(mode="json")
+def _downloaded(app: VideoWorkerApp, clients: dict[str, Any], data: bytes) -> dict[str, Any]:
+    seg = put_segment(clients, data)
+    return stages.download(seg, app.context.dependencies).model_dump(mode="json")
 
 
 def _published(app: VideoWorkerApp) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -97,13 +97,13 @@ def _published(app: VideoWorkerApp) -> list[tuple[dict[str, Any], dict[str, Any]
 
 
 def _events(app: VideoWorkerApp) -> Events:
-    assert app.worker_events is not None
-    events: Events = app.worker_events[1]
+    events = app.context.worker_events
+    assert isinstance(events, Events)
     return events
 
 
 def test_the_rest_of_the_chain_runs_here_with_its_ids_and_events(app: VideoWorkerApp,
-                                                                 clients: dict[str, Any]) -> None:  # noqa: F811
+                                                                 clients: dict[str, Any]) -> None:
     data = sample_segment(300_000)
     task = _task(_chain_of(app, *STAGES))
     affinity.continue_chain(task, app, _downloaded(app, clients, data))  # type: ignore[arg-type]
@@ -123,9 +123,9 @@ def test_the_rest_of_the_chain_runs_here_with_its_ids_and_events(app: VideoWorke
 
 
 def test_a_transient_failure_republishes_that_stage_with_the_rest_of_the_chain(
-        app: VideoWorkerApp, clients: dict[str, Any]) -> None:  # noqa: F811
+        app: VideoWorkerApp, clients: dict[str, Any]) -> None:
     downloaded = _downloaded(app, clients, b"x" * 1000)
-    app.runtime.storage = FlakyUpload(app.runtime.storage)
+    app.context.dependencies.storage = FlakyUpload(app.context.dependencies.storage)
     task = _task(_chain_of(app, *STAGES))
     affinity.continue_chain(task, app, downloaded)  # type: ignore[arg-type]
 
@@ -140,14 +140,14 @@ def test_a_transient_failure_republishes_that_stage_with_the_rest_of_the_chain(
 
 
 def test_a_permanent_failure_is_dead_lettered_and_stops_the_chain(app: VideoWorkerApp,
-                                                                  clients: dict[str, Any]) -> None:  # noqa: F811
+                                                                  clients: dict[str, Any]) -> None:
     downloaded = _downloaded(app, clients, b"x" * 1000)
-    app.runtime.model = InlineRunner(Rejecting())
+    app.context.dependencies.model = InlineRunner(Rejecting())
     task = _task(_chain_of(app, *STAGES))
     affinity.continue_chain(task, app, downloaded)  # type: ignore[arg-type]
 
     assert _published(app) == []
-    [received] = list(app.dead_letters.receive_all(hold_seconds=0))
+    [received] = list(app.context.dead_letters.receive_all(hold_seconds=0))
     letter = received.letter
     assert letter is not None and letter.failed_task == "video_worker.infer" and letter.error_type == "ModelRejected"
     assert letter.task_id == "id-infer" and letter.payload and letter.payload.job_id == "job-1"
@@ -156,7 +156,7 @@ def test_a_permanent_failure_is_dead_lettered_and_stops_the_chain(app: VideoWork
 
 
 def test_rate_limited_or_foreign_steps_go_through_the_broker_with_the_last_result(
-        app: VideoWorkerApp, clients: dict[str, Any]) -> None:  # noqa: F811
+        app: VideoWorkerApp, clients: dict[str, Any]) -> None:
     downloaded = _downloaded(app, clients, b"x" * 1000)
     app.tasks["video_worker.upload"].rate_limit = "1/m"
     try:
@@ -177,7 +177,7 @@ def test_rate_limited_or_foreign_steps_go_through_the_broker_with_the_last_resul
 
 
 def test_a_step_routed_to_a_queue_this_worker_does_not_consume_is_published(
-        app: VideoWorkerApp, clients: dict[str, Any]) -> None:  # noqa: F811
+        app: VideoWorkerApp, clients: dict[str, Any]) -> None:
     downloaded = _downloaded(app, clients, b"x" * 1000)
     chain = _chain_of(app, *STAGES)
     chain[-1]["options"]["queue"] = "gpu"
@@ -188,7 +188,7 @@ def test_a_step_routed_to_a_queue_this_worker_does_not_consume_is_published(
     assert _events(app).sent == []
 
 
-def test_affinity_off_leaves_the_chain_to_celery(app: VideoWorkerApp, clients: dict[str, Any]) -> None:  # noqa: F811
+def test_affinity_off_leaves_the_chain_to_celery(app: VideoWorkerApp, clients: dict[str, Any]) -> None:
     app._settings = app.settings.model_copy(update={"chain_affinity": False})
     chain = _chain_of(app, *STAGES)
     task = _task(list(chain))
@@ -197,9 +197,9 @@ def test_affinity_off_leaves_the_chain_to_celery(app: VideoWorkerApp, clients: d
 
 
 def test_a_broker_that_refuses_the_next_step_sends_the_segment_back(app: VideoWorkerApp,
-                                                                    clients: dict[str, Any]) -> None:  # noqa: F811
+                                                                    clients: dict[str, Any]) -> None:
     downloaded = _downloaded(app, clients, b"x" * 1000)
-    app.runtime.storage = FlakyUpload(app.runtime.storage)
+    app.context.dependencies.storage = FlakyUpload(app.context.dependencies.storage)
     app.conf.update(broker_url="sqs://k:s@127.0.0.1:1", broker_transport_options={"is_secure": False},
                     broker_connection_max_retries=0, task_publish_retry=False)
     with pytest.raises(Reject) as rejected:

@@ -16,26 +16,27 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from bench import logs, reference
-from bench.proxy import BenchProxy, count, json_action, s3_action
-from tests.conftest import Aws
-from video_worker.aws import make_client
+from tests.support.awsproxy import AwsProxy, count
+from tests.support.awsproxy.actions import json_action, s3_action
+from tests.support.stack import Aws
+from video_worker.adapters.aws import make_client
 from video_worker.keys import build_output_segment_key
-from video_worker.sample import sample_segment
-from video_worker.submit import segment_key
+from video_worker.ops.sample import sample_segment
+from video_worker.ops.submit import segment_key
 
 MIB = 1024 * 1024
 
 
 @pytest.fixture
-def proxy(emulator: str) -> Iterator[BenchProxy]:
-    p = BenchProxy(emulator).start()
+def proxy(emulator: str) -> Iterator[AwsProxy]:
+    p = AwsProxy(emulator).start()
     yield p
     p.stop()
 
 
 @pytest.mark.integration
 def test_reference_loop_processes_each_segment_with_six_counted_requests(
-    aws: Aws, proxy: BenchProxy, tmp_path: Path
+    aws: Aws, proxy: AwsProxy, tmp_path: Path
 ) -> None:
     job = "bench-ref"
     sent = {i: sample_segment(20_000 + i, seed=i) for i in range(3)}
@@ -82,8 +83,8 @@ def test_reference_loop_processes_each_segment_with_six_counted_requests(
 
 
 @pytest.mark.integration
-def test_proxy_names_multipart_transfers(aws: Aws, proxy: BenchProxy, tmp_path: Path) -> None:
-    s3 = make_client("s3", aws.settings(aws_endpoint_url=proxy.endpoint))
+def test_proxy_names_multipart_transfers(aws: Aws, proxy: AwsProxy, tmp_path: Path) -> None:
+    s3 = make_client("s3", aws.settings(aws_endpoint_url=proxy.endpoint).aws)
     src = tmp_path / "big.mp4"
     src.write_bytes(sample_segment(11 * MIB, seed=3))
     config = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB, max_concurrency=2)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kombu import Message
 
-from video_worker.consumer import raw_message, receive_count, screen
+from video_worker.worker.consumer import raw_message, receive_count, screen
 
 KNOWN = frozenset({"video_worker.download", "video_worker.infer", "billing.done"})
 SINGLE = frozenset(n for n in KNOWN if n.startswith("video_worker."))

@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.events import s3_notification_body
 from video_worker.errors import MalformedMessage
-from video_worker.events import ParsedMessage, SegmentEvent, Skip, parse_message, s3_notification_body
+from video_worker.events import ParsedMessage, SegmentEvent, Skip, parse_message
 from video_worker.keys import parse_segment_key, why_not_segment_key
-from video_worker.payloads import VideoWorkerPayload, check_job_id
+from video_worker.segments import Segment, check_job_id
 
 FIXTURES = Path(__file__).parent / "fixtures" / "s3-events"
 BUCKET = "video-input"
@@ -204,7 +205,7 @@ SHAPES = [
 def test_every_real_shape_yields_the_segment_payload(name: str, event_name: str) -> None:
     body, obj = retargeted_body(name, BUCKET, ENCODED_SEGMENT_KEY)
     segment = only_segment(body)
-    assert segment.payload == VideoWorkerPayload(
+    assert segment.payload == Segment(
         job_id="job 7+a", segment_index=3, total_segments=10,
         segment_s3_uri=f"s3://{BUCKET}/{SEGMENT_KEY}", mode="anaglyph",
     )

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from video_worker.keys import build_output_segment_key, parse_segment_key, why_not_segment_key
-from video_worker.payloads import JOB_ID_MAX_LENGTH, VideoWorkerPayload, check_job_id
+from video_worker.segments import JOB_ID_MAX_LENGTH, Segment, check_job_id
 
 BUCKET = "video-input"
 FILE_NAME_REASON = "file name is not {index:05d}_{total:05d}_{mode}.mp4"
@@ -33,7 +33,7 @@ VALID = [
 @pytest.mark.parametrize(("key", "job_id", "index", "total", "mode"), VALID, ids=[v[0][:40] for v in VALID])
 def test_parse_valid_segment_keys(key: str, job_id: str, index: int, total: int, mode: str) -> None:
     payload = parse_segment_key(BUCKET, key)
-    assert payload == VideoWorkerPayload(
+    assert payload == Segment(
         job_id=job_id, segment_index=index, total_segments=total,
         segment_s3_uri=f"s3://{BUCKET}/{key}", mode=mode,
     )

@@ -11,17 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.stack import REPO
+from video_worker.adapters.model_process import ProcessRunner
 from video_worker.errors import ConfigError, StageTimeout, WorkerLost
 from video_worker.limits import Deadline
-from video_worker.model_process import ProcessRunner
+from video_worker.settings import Settings
+
+BASE = {"input_bucket_name": "in-b", "output_bucket_name": "out-b", "segment_completions_table_name": "tbl"}
 
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ProcessRunner]:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MISBEHAVE_STATE_DIR", str(tmp_path / "state"))
-    r = ProcessRunner("tests.support.models:misbehaving", 1, start_timeout=60)
+    r = ProcessRunner(Settings(**BASE, model="tests.support.models:misbehaving"), 1, start_timeout=60)
     r.start()
     yield r
     r.close()
@@ -76,6 +79,6 @@ def test_errors_the_model_raises_come_back_as_our_error_tree(runner: ProcessRunn
 
 def test_a_model_that_cannot_load_stops_the_worker_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    runner = ProcessRunner("tests.support.models:no_such_factory", 1, start_timeout=60)
+    runner = ProcessRunner(Settings(**BASE, model="tests.support.models:no_such_factory"), 1, start_timeout=60)
     with pytest.raises(ConfigError, match=r"MODEL 'tests.support.models:no_such_factory' failed to load: "):
         runner.start()

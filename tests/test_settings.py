@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from video_worker.app import celery_conf
 from video_worker.errors import ConfigError
 from video_worker.settings import Settings, load_settings
+from video_worker.worker.app import celery_conf
 
 REQUIRED = {
     "INPUT_BUCKET_NAME": "in-bucket",
@@ -35,7 +35,6 @@ def test_seed_env_vars_are_read(env: pytest.MonkeyPatch) -> None:
         "in-bucket", "out-bucket", "completions")
     assert s.require_queue_url().endswith("/1/q")
     assert s.aws_region == "eu-west-1"
-    assert s.model == "passthrough"
 
 
 @pytest.mark.parametrize("missing", sorted(REQUIRED))
@@ -93,11 +92,12 @@ def test_broker_defaults_to_sqs_at_the_aws_endpoint(
     if endpoint:
         env.setenv("AWS_ENDPOINT_URL", endpoint)
     env.setenv("AWS_REGION", "ap-south-1")
+    env.setenv("BROKER_QUEUE_PREFIX", "staging-")
     conf = celery_conf(load_settings())
     assert conf["broker_url"] == broker
     assert conf["broker_transport_options"]["is_secure"] is secure
     assert conf["broker_transport_options"]["region"] == "ap-south-1"
-    assert conf["broker_transport_options"]["queue_name_prefix"] == "video-worker-"
+    assert conf["broker_transport_options"]["queue_name_prefix"] == "staging-"
 
 
 def test_explicit_broker_url_wins(env: pytest.MonkeyPatch) -> None:
@@ -136,8 +136,12 @@ def test_cli_with_missing_setting_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_constructed_settings_need_no_environment(env: pytest.MonkeyPatch) -> None:
+    for name in REQUIRED:
+        env.delenv(name)
+    with pytest.raises(ConfigError):
+        load_settings()
     s = Settings(input_bucket_name="a-b", output_bucket_name="c-d", segment_completions_table_name="e-f")
-    assert s.input_bucket_name == "a-b"
+    assert s.aws.endpoint("s3") is None and s.broker_url == "sqs://"
 
 
 def test_credentials_in_a_bad_url_are_masked(env: pytest.MonkeyPatch) -> None:

@@ -6,17 +6,30 @@ naming the module of ours that depends on it.
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
-from kombu import Connection
+from celery import Celery
+from celery.canvas import Signature
+from celery.exceptions import Reject
+from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.request import Request as CeleryRequest
+from kombu import Connection, Message
 from kombu.asynchronous.aws.connection import AsyncAWSQueryConnection
+from kombu.transport import SQS
+from kombu.utils.imports import symbol_by_name
 from moto import mock_aws
 
-from video_worker import receiving
+from video_worker.settings import Settings
+from video_worker.worker import consumer
+from video_worker.worker import transport as receiving
+from video_worker.worker.app import create_app
 
 
 @pytest.fixture
@@ -26,6 +39,26 @@ def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         yield boto3.client("sqs", region_name="us-east-1")
+
+
+@contextmanager
+def one_message(queue: str) -> Iterator[tuple[Any, Any]]:
+    """(channel, message): one JSON message published to ``queue`` and received, not acknowledged."""
+    with Connection("sqs://", transport=receiving.Transport,
+                    transport_options={"region": "us-east-1", "wait_time_seconds": 0}) as conn:
+        channel = conn.channel()
+        channel.queue_declare(queue)
+        channel.basic_publish(channel.prepare_message(b"{}", content_type="application/json"),
+                              exchange="", routing_key=queue)
+        message = channel.basic_get(queue, no_ack=False)
+        assert message is not None
+        yield channel, message
+
+
+def _depth(sqs: Any, queue: str) -> int:
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
 def test_kombu_async_client_turns_a_5xx_receive_into_an_empty_list() -> None:
@@ -42,17 +75,104 @@ def test_kombu_async_client_turns_a_5xx_receive_into_an_empty_list() -> None:
 def test_kombu_sqs_reject_with_requeue_hides_the_message_again_and_never_deletes_it(sqs: Any) -> None:
     """``Reject(requeue=True)`` (``failures``, ``affinity``, ``consumer``) goes through
     ``SQS.Channel.basic_reject`` → ``_restore`` → ``_put`` with ``redelivered``: a ChangeMessageVisibility."""
-    with Connection("sqs://", transport=receiving.Transport,
-                    transport_options={"region": "us-east-1", "wait_time_seconds": 0}) as conn:
-        channel = conn.channel()
-        channel.queue_declare("contract")
-        channel.basic_publish(channel.prepare_message(b"{}", content_type="application/json"),
-                              exchange="", routing_key="contract")
-        message = channel.basic_get("contract", no_ack=False)
-        assert message is not None
+    with one_message("contract") as (channel, message):
         message.reject(requeue=True)  # visible again after wait_time_seconds (0 here)
         again = channel.basic_get("contract", no_ack=False)
         assert again is not None and again.body == message.body, "it comes again"
-        url = sqs.get_queue_url(QueueName="contract")["QueueUrl"]
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        assert int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 1
+        assert _depth(sqs, "contract") == 1
+
+
+def test_kombu_sqs_reject_without_requeue_deletes_the_message(sqs: Any) -> None:
+    """Why no failure path ever rejects without requeue (``failures``; Celery's ``Task.retry`` would)."""
+    with one_message("contract-drop") as (_, message):
+        message.reject(requeue=False)
+        assert _depth(sqs, "contract-drop") == 0
+
+
+def test_kombu_sqs_messages_carry_the_receive_count_and_queue_url(sqs: Any) -> None:
+    """``consumer.receive_count`` (poison bound) and ``heartbeat.held_messages`` read ``delivery_info``:
+    kombu's ``SQS.Channel._envelope_payload`` puts the raw SQS message (with ``ApproximateReceiveCount``,
+    fetched by default) and the queue URL there."""
+    with one_message("contract-count") as (_, message):
+        assert consumer.receive_count(message) == 1
+        assert message.delivery_info["sqs_queue"].endswith("/contract-count") and message.delivery_tag
+
+
+def test_celery_task_retry_turns_a_failed_publish_into_a_reject_without_requeue() -> None:
+    """Why ``tasks`` publishes its retries itself: ``celery/app/task.py`` ``Task.retry`` catches the publish
+    error and raises ``Reject(requeue=False)``, which kombu's SQS transport turns into a delete."""
+    app = Celery("contract", broker="memory://", set_as_current=False)
+
+    @app.task(bind=True)
+    def flaky(self: Any) -> None:
+        raise AssertionError("not called")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+    flaky.push_request(id="t-1", retries=0, is_eager=False, called_directly=False, delivery_info={})
+    try:
+        from unittest import mock
+
+        with mock.patch.object(Signature, "apply_async", refuse), pytest.raises(Reject) as rejected:
+            flaky.retry(exc=RuntimeError("503"), countdown=0, max_retries=5)
+    finally:
+        flaky.pop_request()
+    assert rejected.value.requeue is False
+
+
+def test_celery_lets_a_body_of_the_wrong_shape_escape_as_a_value_error() -> None:
+    """Why ``consumer.Consumer`` screens messages: ``celery/worker/request.py`` ``Request`` unpacks the body
+    as ``(args, kwargs, embed)``; ``Consumer.create_task_handler`` catches only InvalidTaskError,
+    ContentDisallowed and DecodeError, so this reached the worker as an unrecoverable error."""
+    app = Celery("contract", broker="memory://", set_as_current=False)
+    message = Message(body=json.dumps({"a": 1}).encode(), content_type="application/json",
+                      content_encoding="utf-8", headers={"task": "t", "id": "1"}, accept={"application/json"})
+    with pytest.raises(ValueError, match="not enough values to unpack"):
+        CeleryRequest(message, app=app, task=app.tasks["celery.backend_cleanup"])
+
+
+def test_celery_installs_the_consumer_named_by_worker_consumer() -> None:
+    """``worker/app.py`` sets ``worker_consumer``; ``celery/worker/worker.py`` ``WorkController.setup_defaults``
+    reads it, so the worker's task messages go through ``consumer.Consumer``."""
+    app = create_app(Settings(input_bucket_name="in-b", output_bucket_name="out-b",
+                              segment_completions_table_name="tbl", celery_broker_url="memory://"))
+    worker = app.WorkController(pool_cls="solo", concurrency=1, without_heartbeat=True, without_mingle=True,
+                                without_gossip=True)
+    assert worker.consumer_cls is consumer.Consumer or symbol_by_name(worker.consumer_cls) is consumer.Consumer
+
+
+def test_celery_signature_from_request_keeps_the_task_id_and_the_chain() -> None:
+    """``tasks`` re-publishes a retry with ``Task.signature_from_request``: same task id, the rest of the chain."""
+    app = Celery("contract", broker="memory://", set_as_current=False)
+
+    @app.task(bind=True)
+    def stage(self: Any, payload: Any) -> None:
+        raise AssertionError("not called")
+
+    rest = [dict(app.signature("next"))]
+    stage.push_request(id="t-7", retries=1, chain=rest, delivery_info={"routing_key": "tasks", "exchange": ""})
+    try:
+        sig = stage.signature_from_request(stage.request, ({"x": 1},), {}, retries=2, delay_seconds=4)
+    finally:
+        stage.pop_request()
+    assert sig.options["task_id"] == "t-7" and sig.options["chain"] == rest and sig.options["retries"] == 2
+    assert sig.options["delay_seconds"] == 4 and sig.options["queue"] == "tasks"
+
+
+def test_kombu_names_the_hooks_the_transport_overrides() -> None:
+    """``worker/transport.py`` and ``monitoring/transport.py`` override these ``SQS.Channel`` methods and call
+    them with these parameters; ``monitoring/batching.py`` calls the consumer's ``_flush_events``."""
+    expected = {
+        "_schedule_queue": ["self", "queue"], "_on_messages_ready": ["self", "queue", "qname", "messages"],
+        "_loop1": ["self", "queue", "messages_fetched"], "_get_bulk_async": ["self", "queue", "callback"],
+        "_message_to_python": ["self", "message", "queue_name", "q_url"],
+        "_new_boto_client": ["self", "service", "region", "access_key_id", "secret_access_key", "session_token",
+                             "config"],
+        "_receive_message": ["self", "queue", "max_number_of_messages", "wait_time_seconds"],
+        "_delete_message": ["self", "queue_name", "message"], "_create_queue": ["self", "queue_name", "attributes"],
+        "basic_ack": ["self", "delivery_tag", "multiple"], "basic_reject": ["self", "delivery_tag", "requeue"],
+    }
+    for name, parameters in expected.items():
+        assert list(inspect.signature(getattr(SQS.Channel, name)).parameters) == parameters, name
+    assert callable(getattr(CeleryConsumer, "_flush_events", None))

@@ -1,5 +1,7 @@
+"""``python -m video_worker``: the ``video-worker`` command."""
+
 import sys
 
-from video_worker.cli import main
+from video_worker.ops.cli import main
 
 sys.exit(main())

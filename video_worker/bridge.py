@@ -1,6 +1,6 @@
 """The bridge: raw S3-event queue → one Celery chain per segment.
 
-It long-polls ``VIDEO_WORKER_QUEUE_URL``, parses each message body with
+It long-polls ``VIDEO_WORKER_QUEUE_URL`` (a ``ports.MessageQueue``), parses each message body with
 ``events.parse_message`` and publishes a chain per segment record. A raw
 message is deleted (one ``DeleteMessageBatch`` per receive) only after every
 chain from it has been published; a message with nothing to do is deleted too.
@@ -18,12 +18,11 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from video_worker import delivery
-from video_worker.aws import SDK_ERRORS, translate
 from video_worker.errors import MalformedMessage, Undelivered, VideoWorkerError
 from video_worker.events import SegmentEvent, parse_message
+from video_worker.ports import MessageQueue, QueueMessage
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,7 @@ class Bridge:
 
     def __init__(
         self,
-        sqs: Any,
-        queue_url: str,
+        queue: MessageQueue,
         input_bucket: str,
         publish: Publish,
         *,
@@ -58,8 +56,7 @@ class Bridge:
         batch_size: int = 10,
         publish_patience: float = 10.0,
     ) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
+        self._queue = queue
         self._input_bucket = input_bucket
         self._publish = publish
         self._wait = wait_time_seconds
@@ -71,7 +68,7 @@ class Bridge:
 
     def run(self) -> None:
         """Poll until ``stop()``; finishes the batch in hand before returning."""
-        log.info("bridge polling %s", self._queue_url)
+        log.info("bridge polling %s", self._queue.url)
         while not self.stopping.is_set():
             try:
                 report = self.poll_once()
@@ -111,19 +108,12 @@ class Bridge:
         try:
             if self.stopping.is_set():
                 return BatchReport()
-            response = self._sqs.receive_message(
-                QueueUrl=self._queue_url,
-                MaxNumberOfMessages=self._batch,
-                WaitTimeSeconds=self._wait,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
-        except SDK_ERRORS as exc:
-            raise translate(exc, "receive from the video-worker queue") from exc
+            messages = self._queue.receive(self._batch, self._wait)
         finally:
             self._receiving = False
         report = BatchReport()
-        done: list[dict[str, Any]] = []
-        for message in response.get("Messages", []):
+        done: list[QueueMessage] = []
+        for message in messages:
             report.received += 1
             if report.failed:  # the broker is refusing: leave the rest to come back, do not hammer it
                 continue
@@ -133,33 +123,24 @@ class Bridge:
             self._delete(done, report)
         return report
 
-    def _delete(self, messages: list[dict[str, Any]], report: BatchReport) -> None:
-        """One ``DeleteMessageBatch`` for the messages handled; a failed entry comes back later."""
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-        try:
-            response = self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
-        except SDK_ERRORS as exc:
-            report.failed += len(messages)
-            log.error("%d message(s): %s; they will be received again", len(messages), translate(exc, "delete"))
-            return
-        report.deleted += len(response.get("Successful", []))
-        for failure in response.get("Failed", []):
+    def _delete(self, messages: list[QueueMessage], report: BatchReport) -> None:
+        """Delete the messages handled; a failed one comes back later (its chains are then skipped as done)."""
+        failed = self._queue.delete(messages)
+        report.deleted += len(messages) - len(failed)
+        for message, reason in failed:
             report.failed += 1
-            message_id = messages[int(failure["Id"])].get("MessageId", "?")
-            log.error("message %s: delete failed (%s %s); it will be received again",
-                      message_id, failure.get("Code"), failure.get("Message", ""))
+            log.error("message %s: delete failed (%s); it will be received again", message.id, reason)
 
-    def _handle(self, message: dict[str, Any], report: BatchReport) -> bool:
+    def _handle(self, message: QueueMessage, report: BatchReport) -> bool:
         """Publish the message's chains; True if it may be deleted."""
-        message_id = message.get("MessageId", "?")
+        message_id = message.id
         try:
-            parsed = parse_message(message.get("Body", ""), self._input_bucket)
+            parsed = parse_message(message.body, self._input_bucket)
         except MalformedMessage as exc:
             report.malformed += 1
-            receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
             log.error(
                 "message %s is malformed (%s); left for the dead-letter queue (receive %s)",
-                message_id, exc, receives,
+                message_id, exc, message.receive_count or "?",
             )
             return False
         for skip in parsed.skipped:

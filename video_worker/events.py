@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from video_worker.errors import MalformedMessage
 from video_worker.keys import parse_segment_key, why_not_segment_key
-from video_worker.payloads import VideoWorkerPayload
+from video_worker.segments import Segment
 
 CREATED_PREFIX = "ObjectCreated:"
 
@@ -27,14 +27,14 @@ CREATED_PREFIX = "ObjectCreated:"
 class SegmentEvent:
     """One ``ObjectCreated`` record for a segment key in the input bucket: work."""
 
-    payload: VideoWorkerPayload
+    payload: Segment
     event_name: str  # as S3 sends it, minus a leading "s3:" (e.g. "ObjectCreated:Put")
     etag: str | None
     version_id: str | None
     sequencer: str | None
     size: int | None
 
-    def work(self) -> VideoWorkerPayload:
+    def work(self) -> Segment:
         """The chain's input: the segment plus the uploaded object's version.
 
         Version fields that do not validate are dropped (``download`` then
@@ -47,7 +47,7 @@ class SegmentEvent:
             "source_size": self.size,
         }
         try:
-            return VideoWorkerPayload.model_validate({**self.payload.model_dump(), **source})
+            return Segment.model_validate({**self.payload.model_dump(), **source})
         except ValidationError:
             return self.payload
 
@@ -291,24 +291,3 @@ def _quote(text: str) -> str:
 
 def _malformed(message: str) -> NoReturn:
     raise MalformedMessage(" ".join(message.split()) or "malformed message") from None
-
-
-def s3_notification_body(
-    bucket: str, key: str, *, size: int, etag: str,
-    event_name: str = "ObjectCreated:Put", sequencer: str = "0A1B2C3D4E5F678901",
-) -> str:
-    """A realistic bare S3 notification body for one object, its key form-URL-encoded
-    the way S3 does it (``quote_plus``, ``/`` kept)."""
-    bucket_entity = {"name": bucket, "ownerIdentity": {"principalId": "A3EXAMPLEOWNER"},
-                     "arn": f"arn:aws:s3:::{bucket}"}
-    obj = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag, "sequencer": sequencer}
-    record = {
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2024-01-01T00:00:00.000Z", "eventName": event_name,
-        "userIdentity": {"principalId": "AWS:AIDAEXAMPLEPRINCIPAL"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "EXAMPLE123456789", "x-amz-id-2": "EXAMPLE/host/id"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "video-worker-segments",
-               "bucket": bucket_entity, "object": obj},
-    }
-    return json.dumps({"Records": [record]}, separators=(",", ":"))

@@ -1,9 +1,10 @@
-"""The model interface: a file in, a file out.
+"""The model registry: ``MODEL`` names a model; this builds it.
 
-A model is any object with ``infer(src, dst, mode)``. Models are found by
-name in the entry-point group ``video_worker.models``; each entry point is a
-zero-argument factory (a class or a function) returning a model. The name is
-chosen at start-up with ``MODEL`` (default ``passthrough``).
+A model is any object with ``infer(src, dst, mode)`` (``ports.Model``). The
+built-in ones live in ``models/`` and are named here by import path, so
+choosing one imports only it. Other models are found by name in the
+entry-point group ``video_worker.models`` (a zero-argument factory: a class or
+a function) or given as ``package.module:factory``.
 
 A GPU model (StereoCrafter, ...) ships in its own package and registers::
 
@@ -13,37 +14,25 @@ A GPU model (StereoCrafter, ...) ships in its own package and registers::
 
 from __future__ import annotations
 
-import fcntl
 import importlib
-import os
-import shutil
-import tempfile
-import time
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from video_worker.errors import ConfigError
-from video_worker.payloads import Mode
+from video_worker.ports import Model
+
+if TYPE_CHECKING:
+    from video_worker.settings import Settings
 
 ENTRY_POINT_GROUP = "video_worker.models"
 
-
-@runtime_checkable
-class Model(Protocol):
-    """Turns the 2D segment at ``src`` into the stereo segment at ``dst``.
-
-    Implementations stream from disk to disk (segments are hundreds of MB),
-    raise ``errors.ModelRejected`` for input they cannot process and
-    ``errors.TransientError`` for failures worth retrying (e.g. GPU OOM).
-    ``dst``'s folder exists; a partial ``dst`` is discarded by the caller.
-    """
-
-    def infer(self, src: Path, dst: Path, mode: Mode) -> None: ...
-
-
-ModelFactory = Callable[[], Model]
+#: Built-in models: name → ``module:factory``; a factory that takes an argument is given the ``Settings``.
+BUILTIN: dict[str, str] = {
+    "passthrough": "video_worker.models.passthrough:PassthroughModel",
+    "simulated": "video_worker.models.simulated:SimulatedAccelerator.from_settings",
+}
 
 
 def process_segment(data: bytes) -> bytes:
@@ -51,57 +40,7 @@ def process_segment(data: bytes) -> bytes:
     return data
 
 
-class PassthroughModel:
-    """Copies the input unchanged, streaming with bounded memory (no GPU)."""
-
-    def infer(self, src: Path, dst: Path, mode: Mode) -> None:
-        with src.open("rb") as fin, dst.open("wb") as fout:
-            shutil.copyfileobj(fin, fout, length=1024 * 1024)
-
-
-class SimulatedAccelerator:
-    """A stand-in for one GPU: busy ``seconds`` per segment, one inference per host at a time.
-
-    The host-wide exclusivity is an ``flock`` on a file in the scratch
-    directory, so it holds across processes and pool types. The output is the
-    input's bytes. Configured by ``SIMULATED_INFER_SECONDS`` (default 1) and
-    ``VIDEO_WORKER_SCRATCH_DIR`` (where the lock lives).
-    """
-
-    def __init__(self, seconds: float, lock_path: Path) -> None:
-        self.seconds = seconds
-        self.lock_path = lock_path
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def from_env(cls) -> SimulatedAccelerator:
-        try:
-            seconds = float(os.environ.get("SIMULATED_INFER_SECONDS", "1"))
-        except ValueError:
-            raise ConfigError("SIMULATED_INFER_SECONDS must be a number of seconds") from None
-        scratch = Path(os.environ.get("VIDEO_WORKER_SCRATCH_DIR") or Path(tempfile.gettempdir()) / "video-worker")
-        return cls(seconds, scratch / ".accelerator.lock")
-
-    def infer(self, src: Path, dst: Path, mode: Mode) -> None:
-        with self.lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                deadline = time.monotonic() + self.seconds
-                PassthroughModel().infer(src, dst, mode)
-                remaining = deadline - time.monotonic()
-                if remaining > 0:
-                    time.sleep(remaining)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-BUILTIN: dict[str, ModelFactory] = {
-    "passthrough": PassthroughModel,
-    "simulated": SimulatedAccelerator.from_env,
-}
-
-
-def _registered() -> dict[str, object]:
+def _registered() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
@@ -115,33 +54,52 @@ def is_import_path(name: str) -> bool:
     return bool(sep) and all(part.isidentifier() for part in (*module.split("."), *attr.split(".")))
 
 
-def _factory(name: str) -> ModelFactory:
+def _resolve(path: str) -> Callable[..., Any]:
+    module_name, _, attr = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target  # type: ignore[no-any-return]
+
+
+def _factory(name: str) -> Callable[..., Any]:
     if name in BUILTIN:
-        return BUILTIN[name]
+        return _resolve(BUILTIN[name])
     ep = _registered().get(name)
     if ep is not None:
-        return ep.load()  # type: ignore[attr-defined, no-any-return]
+        return ep.load()  # type: ignore[no-any-return]
     if is_import_path(name):
-        module_name, _, attr = name.partition(":")
-        target: object = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-        return target  # type: ignore[return-value]
+        return _resolve(name)
     raise ConfigError(
         f"MODEL {name!r} is unknown; available models: {', '.join(available_models())} "
         "(or a package.module:factory path)"
     )
 
 
-def load_model(name: str) -> Model:
-    """Instantiate the model called ``name``; ``ConfigError`` lists the choices if unknown."""
+def load_model(name: str, settings: Settings | Callable[[], Settings] | None = None) -> Model:
+    """Build the model called ``name``; ``ConfigError`` (one line) if it is unknown or fails to build.
+
+    A factory that takes an argument is given ``settings`` (or what calling it returns: the settings are then
+    built only for a model that needs them).
+    """
     try:
         factory = _factory(name)
-        model = factory()
+        takes_settings = settings is not None and _takes_an_argument(factory)
+        if takes_settings and callable(settings):
+            settings = settings()
+        model = factory(settings) if takes_settings else factory()
     except ConfigError:
         raise
     except Exception as exc:  # a plug-in failing to import or build
-        raise ConfigError(f"MODEL {name!r} failed to load: {exc}") from exc
+        raise ConfigError(f"MODEL {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, Model):
         raise ConfigError(f"MODEL {name!r} gave {type(model).__name__}, which has no infer()")
     return model
+
+
+def _takes_an_argument(factory: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)

@@ -12,14 +12,14 @@ import re
 
 from pydantic import ValidationError
 
-from video_worker.payloads import VideoWorkerPayload, check_job_id, s3_uri
+from video_worker.segments import Segment, check_job_id, s3_uri
 
 SEGMENT_PREFIX = "segments/"
 SEGMENT_SUFFIX = ".mp4"
 _FILE_NAME = re.compile(r"(?P<index>[0-9]{5})_(?P<total>[0-9]{5})_(?P<mode>[A-Za-z0-9]+)\.mp4\Z")
 
 
-def parse_segment_key(bucket: str, key: str) -> VideoWorkerPayload | None:
+def parse_segment_key(bucket: str, key: str) -> Segment | None:
     """Return the payload for a segment key, or ``None`` if ``key`` is not one."""
     if not bucket or not key.startswith(SEGMENT_PREFIX):
         return None
@@ -31,7 +31,7 @@ def parse_segment_key(bucket: str, key: str) -> VideoWorkerPayload | None:
     if match is None:
         return None
     try:
-        return VideoWorkerPayload(
+        return Segment(
             job_id=job_id,
             segment_index=int(match["index"]),
             total_segments=int(match["total"]),

@@ -1,27 +1,19 @@
-"""Stage time limits: how long each stage may run, and the deadline a running stage checks.
+"""The deadline a running stage checks: its time limit (``STAGE_TIME_LIMITS``, defaults in ``stages``).
 
 Enforced whatever the Celery pool (the threads pool ignores ``--time-limit``):
 ``infer`` runs the model in a child process that is killed at the limit
-(``model_process``); transfers check the deadline between chunks; every AWS
-call has socket timeouts. A stage past its limit raises ``StageTimeout``, a
-``TransientError``: it is retried, then dead-lettered (``delivery``).
+(``adapters/model_process.py``); transfers check the deadline between chunks;
+every AWS call has socket timeouts. A stage past its limit raises
+``StageTimeout``, a ``TransientError``: retried, then dead-lettered (``delivery``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from video_worker.errors import StageTimeout
-
-#: Seconds per stage; a GPU model may take an hour on a long segment, a transfer a quarter of it.
-DEFAULT_STAGE_LIMITS: Mapping[str, float] = {
-    "video_worker.download": 900.0,
-    "video_worker.infer": 3600.0,
-    "video_worker.upload": 900.0,
-    "video_worker.record": 120.0,
-}
 
 
 @dataclass(frozen=True)
@@ -56,8 +48,3 @@ class Deadline:
         """Raise ``StageTimeout`` once the deadline has passed."""
         if self.remaining() <= 0:
             raise self.expired()
-
-
-def stage_limits(overrides: Mapping[str, float]) -> dict[str, float]:
-    """The defaults with ``STAGE_TIME_LIMITS`` applied."""
-    return {**DEFAULT_STAGE_LIMITS, **overrides}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -18,7 +19,25 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from video_worker.errors import ConfigError
+from video_worker.inference import available_models, is_import_path
 from video_worker.retry import RetryPolicy, RetryRule
+from video_worker.stages import STAGE_NAMES, stage_limits
+
+AWS_SERVICES = ("s3", "sqs", "sns", "dynamodb")
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """What the AWS clients need: region, endpoints, connection pool size (built from ``Settings``)."""
+
+    region: str
+    endpoint_url: str | None = None
+    service_endpoints: dict[str, str] = field(default_factory=dict)
+    max_pool_connections: int = 10
+
+    def endpoint(self, service: str) -> str | None:
+        """``AWS_ENDPOINT_URL_<SERVICE>``, else ``AWS_ENDPOINT_URL``, else AWS's own (as boto3 resolves them)."""
+        return self.service_endpoints.get(service) or self.endpoint_url
 
 
 class Settings(BaseSettings):
@@ -39,6 +58,12 @@ class Settings(BaseSettings):
         "us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
     )
     aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
+    # Service-specific endpoints win over AWS_ENDPOINT_URL, as in boto3 (e.g. LocalStack for S3/SQS/SNS,
+    # another emulator for DynamoDB).
+    aws_endpoint_url_s3: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
+    aws_endpoint_url_sqs: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_SQS")
+    aws_endpoint_url_sns: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_SNS")
+    aws_endpoint_url_dynamodb: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_DYNAMODB")
 
     # Broker.
     celery_broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
@@ -71,6 +96,8 @@ class Settings(BaseSettings):
         3 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS"
     )
     model: str = Field("passthrough", min_length=1, validation_alias="MODEL")
+    # MODEL=simulated: busy seconds per segment (a stand-in for a GPU model in benchmarks).
+    simulated_infer_seconds: float = Field(1.0, ge=0, le=3600, validation_alias="SIMULATED_INFER_SECONDS")
     # One process per host, a few task slots: one segment on the accelerator while the
     # others download or upload (BENCHMARKS.md). Celery's -P / -c override these.
     worker_pool: Literal["threads", "prefork", "solo"] = Field("threads", validation_alias="WORKER_POOL")
@@ -111,12 +138,15 @@ class Settings(BaseSettings):
     )
     bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE")
 
-    @field_validator("aws_endpoint_url", "celery_broker_url", "video_worker_queue_url", "video_worker_dlq_url")
+    @field_validator("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_sqs", "aws_endpoint_url_sns",
+                     "aws_endpoint_url_dynamodb", "celery_broker_url", "video_worker_queue_url",
+                     "video_worker_dlq_url")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("aws_endpoint_url")
+    @field_validator("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_sqs", "aws_endpoint_url_sns",
+                     "aws_endpoint_url_dynamodb")
     @classmethod
     def _endpoint_is_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -135,8 +165,6 @@ class Settings(BaseSettings):
     @field_validator("model")
     @classmethod
     def _model_is_known(cls, value: str) -> str:
-        from video_worker.inference import available_models, is_import_path
-
         known = available_models()
         if is_import_path(value):
             if importlib.util.find_spec(value.partition(":")[0].split(".")[0]) is None:
@@ -158,11 +186,9 @@ class Settings(BaseSettings):
     @field_validator("stage_time_limit_overrides")
     @classmethod
     def _limits_name_stages(cls, value: dict[str, float]) -> dict[str, float]:
-        from video_worker.limits import DEFAULT_STAGE_LIMITS
-
-        unknown = sorted(name for name in value if name not in DEFAULT_STAGE_LIMITS)
+        unknown = sorted(name for name in value if name not in STAGE_NAMES)
         if unknown:
-            raise ValueError(f"keys must be stage names ({', '.join(DEFAULT_STAGE_LIMITS)}), not {unknown}")
+            raise ValueError(f"keys must be stage names ({', '.join(STAGE_NAMES)}), not {unknown}")
         bad = sorted(name for name, seconds in value.items() if not 0 < seconds <= 43200)
         if bad:
             raise ValueError(f"limits must be between 0 and 43200 seconds (SQS's 12 h cap): {bad}")
@@ -170,9 +196,12 @@ class Settings(BaseSettings):
 
     @property
     def stage_time_limits(self) -> dict[str, float]:
-        from video_worker.limits import stage_limits
-
         return stage_limits(self.stage_time_limit_overrides)
+
+    @property
+    def aws(self) -> AwsConfig:
+        endpoints = {name: url for name in AWS_SERVICES if (url := getattr(self, f"aws_endpoint_url_{name}"))}
+        return AwsConfig(self.aws_region, self.aws_endpoint_url, endpoints, max(10, self.transfer_threads * 2))
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -190,23 +219,24 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        """``CELERY_BROKER_URL``, or an SQS broker at ``AWS_ENDPOINT_URL``/in the region."""
+        """``CELERY_BROKER_URL``, or an SQS broker at the SQS endpoint (``AWS_ENDPOINT_URL_SQS``,
+        ``AWS_ENDPOINT_URL``), or in the region."""
         if self.celery_broker_url:
             return self.celery_broker_url
-        if self.aws_endpoint_url:
-            parts = urlsplit(self.aws_endpoint_url)
+        endpoint = self.aws.endpoint("sqs")
+        if endpoint:
+            parts = urlsplit(endpoint)
             port = f":{parts.port}" if parts.port else ""
             return f"sqs://{parts.hostname}{port}"
         return "sqs://"
 
     @property
     def broker_is_secure(self) -> bool:
-        """HTTPS to the broker unless ``BROKER_USE_TLS=false`` or ``AWS_ENDPOINT_URL`` is plain http."""
+        """HTTPS to the broker unless ``BROKER_USE_TLS=false`` or the SQS endpoint is plain http."""
         if self.broker_use_tls is not None:
             return self.broker_use_tls
-        if not self.aws_endpoint_url:
-            return True
-        return urlsplit(self.aws_endpoint_url).scheme == "https"
+        endpoint = self.aws.endpoint("sqs")
+        return not endpoint or urlsplit(endpoint).scheme == "https"
 
 
 _USERINFO = re.compile(r"(://)[^@/\s]*@")

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from tests.awsproxy import AwsProxy
-from tests.conftest import Aws, Proc, Processes, wait_until
+from tests.support.awsproxy import AwsProxy
+from tests.support.stack import Aws, Proc, Processes, wait_until
 from video_worker.keys import build_output_segment_key
-from video_worker.sample import sample_segment
-from video_worker.submit import segment_key
+from video_worker.ops.sample import sample_segment
+from video_worker.ops.submit import segment_key
 
 
 @dataclass
@@ -124,7 +124,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "",
         "Fault-injection suite against a real moto server (`moto[server]`), the real bridge",
         "(`video-worker bridge`) and real workers (`celery -A video_worker worker`) over the SQS",
-        "broker. Faults are injected at the HTTP level by `tests/awsproxy.py` (real AWS error",
+        "broker. Faults are injected at named calls by `tests/support/awsproxy/` (real AWS error",
         "responses, delays, dropped connections, an endpoint that goes away), or by killing processes.",
         "",
         f"Reproduce: `RELIABILITY_REPORT=RELIABILITY.md .venv/bin/pytest tests/faults` — run on "
@@ -150,3 +150,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
               "whose bytes are not the latest upload's. \"Worker restarts\" counts worker processes the test had to",
               "start again because one died (a supervisor's job); every other worker stayed up throughout.", ""]
     Path(target).write_text("\n".join(lines), encoding="utf-8")
+
+
+def direct_broker(aws: Aws) -> dict[str, str]:
+    """Broker straight to the emulator while AWS_ENDPOINT_URL goes through the proxy."""
+    return {"CELERY_BROKER_URL": "sqs://" + aws.endpoint.removeprefix("http://"), "BROKER_USE_TLS": "false"}

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.awsproxy import AwsProxy, Fault, call, json_error, s3_error
-from tests.conftest import Aws, Proc, Processes, wait_until
 from tests.faults.conftest import Outcome, Report, dead_letters, settle, upload, verify
+from tests.support.awsproxy import AwsProxy, Fault, call, json_error, s3_error
+from tests.support.stack import Aws, Proc, Processes, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -162,15 +162,16 @@ def test_a_retry_the_broker_keeps_refusing_goes_back_to_the_queue(
 def test_a_dead_letter_the_queue_refuses_is_written_later_not_lost(
         aws: Aws, procs: Processes, proxy: AwsProxy, report: Report) -> None:
     """A permanent failure (source object gone) whose dead-letter SendMessage fails 3 times."""
-    from video_worker.app import build_chain, create_app
-    from video_worker.payloads import VideoWorkerPayload, s3_uri
-    from video_worker.submit import segment_key
+    from video_worker.ops.submit import segment_key
+    from video_worker.segments import Segment, s3_uri
+    from video_worker.worker.app import create_app
+    from video_worker.worker.chain import build_chain
 
     refused = proxy.add(_fault(call("sqs", "SendMessage", target=f"{aws.prefix}-dead-letters", caller="worker"),
                                BOTOCORE_ATTEMPTS * 2, SQS_500))  # two failed puts, then it goes through
     worker = procs.worker(**_through_proxy(proxy), PUBLISH_PATIENCE_SECONDS="30")
     started = time.monotonic()
-    gone = VideoWorkerPayload(job_id="dlq-refused", segment_index=0, total_segments=1, mode="sbs",
+    gone = Segment(job_id="dlq-refused", segment_index=0, total_segments=1, mode="sbs",
                               segment_s3_uri=s3_uri(aws.resources.input_bucket, segment_key("dlq-refused", 0, 1, "sbs")))
     build_chain(gone, create_app(aws.settings())).apply_async()
     found = wait_until(lambda: dead_letters(procs), 90, "the dead letter")

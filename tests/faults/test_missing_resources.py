@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.conftest import Aws, Processes, wait_until
 from tests.faults.conftest import Outcome, Report, dead_letters, scratch_files, upload
-from video_worker.provision import _create_table
+from tests.support.stack import Aws, Processes, wait_until
+from video_worker.ops.provision import _create_table
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from tests.conftest import Aws, Proc, Processes, wait_until
 from tests.faults.conftest import Outcome, Report, dead_letters, scratch_files, settle, verify
-from video_worker.sample import sample_segment
-from video_worker.submit import segment_key
+from tests.support.stack import Aws, Proc, Processes, wait_until
+from video_worker.ops.sample import sample_segment
+from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 

@@ -16,21 +16,17 @@ import time
 
 import pytest
 
-from tests.awsproxy import AwsProxy, Fault, call
-from tests.conftest import Aws, Processes, wait_until
-from tests.faults.conftest import Outcome, Report, stale_outputs
-from video_worker.events import s3_notification_body
+from tests.faults.conftest import Outcome, Report, direct_broker, stale_outputs
+from tests.support.awsproxy import AwsProxy, Fault, call
+from tests.support.events import s3_notification_body
+from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_output_segment_key
-from video_worker.sample import sample_segment
-from video_worker.submit import segment_key
+from video_worker.ops.sample import sample_segment
+from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 
 LOCALSTACK_SEQUENCER = "0055AED6DCD90281E5"  # LocalStack sends this one for every event
-
-
-def _direct_broker(aws: Aws) -> dict[str, str]:
-    return {"CELERY_BROKER_URL": "sqs://" + aws.endpoint.removeprefix("http://"), "BROKER_USE_TLS": "false"}
 
 
 def _row_etag(aws: Aws, job: str) -> str | None:
@@ -58,7 +54,7 @@ def test_an_older_chain_never_overwrites_a_newer_output(
 
     release = threading.Event()
     held = proxy.add(Fault(call("s3", "PutObject", caller="worker", path=f"/{out_key}"), times=1, until=release))
-    worker = procs.worker(AWS_ENDPOINT_URL=proxy.endpoint, **_direct_broker(aws))
+    worker = procs.worker(AWS_ENDPOINT_URL=proxy.endpoint, **direct_broker(aws))
     procs.bridge()
     started = time.monotonic()
     uploaded(older)

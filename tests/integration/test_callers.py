@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Aws, Processes, wait_until
-from video_worker.app import build_chain, create_app
-from video_worker.dev import FAKE_CREDENTIALS
+from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_output_segment_key
-from video_worker.payloads import VideoWorkerPayload, s3_uri
-from video_worker.sample import sample_segment
-from video_worker.submit import segment_key
+from video_worker.ops.dev import FAKE_CREDENTIALS
+from video_worker.ops.sample import sample_segment
+from video_worker.ops.submit import segment_key
+from video_worker.segments import Segment, s3_uri
+from video_worker.worker.app import create_app
+from video_worker.worker.chain import build_chain
 
 pytestmark = pytest.mark.integration
 
@@ -64,12 +65,12 @@ def test_seed_env_vars_only_with_the_documented_commands(aws: Aws, procs: Proces
     assert "bridge stopped" in bridge.log()
 
 
-def _payload(aws: Aws, job_id: str, data: bytes) -> VideoWorkerPayload:
+def _payload(aws: Aws, job_id: str, data: bytes) -> Segment:
     key = segment_key(job_id, 0, 1, "sbs")
     # Straight into the bucket with the notification removed would bypass the
     # bridge; here the chain is started by the caller, and the bridge is not running.
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
-    return VideoWorkerPayload(job_id=job_id, segment_index=0, total_segments=1,
+    return Segment(job_id=job_id, segment_index=0, total_segments=1,
                               segment_s3_uri=s3_uri(aws.resources.input_bucket, key), mode="sbs")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Aws, Processes, wait_until
-from tests.integration.flower import (
+from tests.integration.test_callers import _seed_env
+from tests.support.flower import (
     ROOT,
     Flower,
     free_port,
@@ -22,9 +22,10 @@ from tests.integration.flower import (
     scripted_worker_env,
     start_flower,
 )
-from tests.integration.test_callers import _seed_env
-from video_worker.app import build_chain, create_app
-from video_worker.aws import make_client
+from tests.support.stack import Aws, Processes, wait_until
+from video_worker.adapters.aws import make_client
+from video_worker.worker.app import create_app
+from video_worker.worker.chain import build_chain
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def _celery(procs: Processes, *args: str, **extra: str) -> subprocess.CompletedP
 
 def _topics(aws: Aws) -> list[str]:
     """This test's SNS topics (their names start with its broker prefix)."""
-    arns = [t["TopicArn"] for t in make_client("sns", aws.settings()).list_topics()["Topics"]]
+    arns = [t["TopicArn"] for t in make_client("sns", aws.settings().aws).list_topics()["Topics"]]
     return [arn for arn in arns if arn.rsplit(":", 1)[-1].startswith(aws.prefix)]
 
 
@@ -169,7 +170,8 @@ def test_seed_env_vars_only_worker_flower_and_inspect(aws: Aws, procs: Processes
                               {**env, "FLOWER_UNAUTHENTICATED_API": "true"})  # Flower's own API gate
     flower = Flower(flower_proc, f"http://127.0.0.1:{port}")
     name = wait_until(lambda: next(iter(flower.get("/api/workers?status=1") or {}), None), 30, "a live worker")
-    assert name.startswith("seed@") and ready(worker)
+    wait_until(lambda: ready(worker), 30, "the worker to log that it is ready")
+    assert name.startswith("seed@")
     ping = subprocess.run([*celery, "inspect", "ping"], env=env, capture_output=True, text=True, timeout=60)
     assert "seed@" in ping.stdout and "pong" in ping.stdout, ping.stdout + ping.stderr
     procs.start("bridge", [sys.executable, "-m", "video_worker", "bridge"], env)

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from tests.conftest import Aws, Processes, wait_until
-from tests.integration.flower import ready, start_flower
-from video_worker.app import create_app
-from video_worker.aws import make_client
+from tests.support.flower import ready, start_flower
+from tests.support.stack import Aws, Processes, wait_until
+from video_worker.adapters.aws import make_client
 from video_worker.monitoring.leases import LEASE_SECONDS, LEASE_TAG, Housekeeper
+from video_worker.worker.app import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def _monitoring_queues(aws: Aws) -> dict[str, str]:
 
 
 def _subscribed_queues(aws: Aws) -> set[str]:
-    sns = make_client("sns", aws.settings())
+    sns = make_client("sns", aws.settings().aws)
     names = set()
     for topic in sns.list_topics()["Topics"]:
         if topic["TopicArn"].rsplit(":", 1)[-1].startswith(aws.prefix):
@@ -40,7 +40,7 @@ def _subscribed_queues(aws: Aws) -> set[str]:
 def _housekeeper(aws: Aws) -> Housekeeper:
     settings = aws.settings()
     topics = [f"{aws.prefix}-celeryev", f"{aws.prefix}-celery-pidbox"]
-    return Housekeeper(make_client("sqs", settings), make_client("sns", settings), f"{aws.prefix}-", topics)
+    return Housekeeper(make_client("sqs", settings.aws), make_client("sns", settings.aws), f"{aws.prefix}-", topics)
 
 
 def test_queues_and_subscriptions_go_away_when_worker_flower_and_inspect_exit(aws: Aws, procs: Processes) -> None:

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Aws, Processes, wait_until
-from tests.integration.flower import ready
-from video_worker.app import build_chain, create_app
+from tests.support.flower import ready
+from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_output_segment_key
-from video_worker.payloads import VideoWorkerPayload, s3_uri
-from video_worker.sample import sample_segment
-from video_worker.submit import segment_key, submit_segment
+from video_worker.ops.sample import sample_segment
+from video_worker.ops.submit import segment_key, submit_segment
+from video_worker.segments import Segment, s3_uri
+from video_worker.worker.app import create_app
+from video_worker.worker.chain import build_chain
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +123,7 @@ def test_chain_spread_over_two_hosts_without_shared_disk(aws: Aws, procs: Proces
         data = sample_segment(200_000, seed=len(job_id))
         key = segment_key(job_id, 0, 1, "sbs")
         aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
-        payload = VideoWorkerPayload(
+        payload = Segment(
             job_id=job_id, segment_index=0, total_segments=1,
             segment_s3_uri=s3_uri(aws.resources.input_bucket, key), mode="sbs",
         )

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Aws, Processes, wait_until
-from video_worker.app import build_chain, create_app
-from video_worker.events import s3_notification_body
+from tests.support.events import s3_notification_body
+from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_output_segment_key
-from video_worker.payloads import VideoWorkerPayload, s3_uri
-from video_worker.sample import sample_segment
-from video_worker.submit import segment_key
+from video_worker.ops.sample import sample_segment
+from video_worker.ops.submit import segment_key
+from video_worker.segments import Segment, s3_uri
+from video_worker.worker.app import create_app
+from video_worker.worker.chain import build_chain
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ def test_two_workers_racing_on_one_segment_end_with_one_output_and_one_row(aws: 
     data = sample_segment(700_000, seed=8)
     key = segment_key("race", 0, 1, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
-    payload = VideoWorkerPayload(job_id="race", segment_index=0, total_segments=1, mode="sbs",
+    payload = Segment(job_id="race", segment_index=0, total_segments=1, mode="sbs",
                                  segment_s3_uri=s3_uri(aws.resources.input_bucket, key))
     app = create_app(aws.settings())
     for _ in range(4):  # four deliveries of the same work at once
@@ -94,7 +95,7 @@ def test_a_new_upload_of_the_same_key_is_processed_again(aws: Aws, procs: Proces
 def test_failed_chain_is_dead_lettered_then_replayed(aws: Aws, procs: Processes) -> None:
     worker = procs.worker()
     key = segment_key("not-yet", 2, 3, "sbs")
-    payload = VideoWorkerPayload(job_id="not-yet", segment_index=2, total_segments=3,
+    payload = Segment(job_id="not-yet", segment_index=2, total_segments=3,
                                  segment_s3_uri=s3_uri(aws.resources.input_bucket, key), mode="sbs")
     build_chain(payload, create_app(aws.settings())).apply_async()
     letters = wait_until(lambda: _dead_letters(procs), 60, "dead letter")
@@ -156,7 +157,7 @@ def test_pickled_task_message_is_rejected_never_executed(aws: Aws, procs: Proces
     data = sample_segment(20_000)
     key = segment_key("after-pickle", 0, 1, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
-    build_chain(VideoWorkerPayload(job_id="after-pickle", segment_index=0, total_segments=1,
+    build_chain(Segment(job_id="after-pickle", segment_index=0, total_segments=1,
                                    segment_s3_uri=s3_uri(aws.resources.input_bucket, key), mode="sbs"),
                 create_app(aws.settings())).apply_async()
     assert wait_until(lambda: aws.output(build_output_segment_key("after-pickle", 0)), 60, "output") == data

@@ -17,7 +17,7 @@ import signal
 import threading
 from pathlib import Path
 
-from video_worker.payloads import Mode
+from video_worker.segments import Mode
 
 
 class Misbehaving:

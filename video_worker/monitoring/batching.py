@@ -14,16 +14,15 @@ with the times they happened. Heartbeats (``worker`` group) are not buffered.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery import bootsteps
 
+from video_worker.worker.stage_events import BUFFER_LIMIT
+
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
-#: ≈ 1 KiB an event (arguments and results are truncated by Celery's saferepr).
-BUFFER_LIMIT = 100
 
 
 class EventBatching(bootsteps.StartStopStep):
@@ -43,7 +42,7 @@ class EventBatching(bootsteps.StartStopStep):
         dispatcher.buffer_limit = BUFFER_LIMIT
         dispatcher.on_send_buffered = None
         self._timer = c.hub.call_repeatedly(FLUSH_SECONDS, c._flush_events)
-        c.app.worker_events = (os.getpid(), dispatcher)
+        c.app.context.worker_events = dispatcher
 
     def stop(self, c: Any) -> None:
         self._cancel()
@@ -55,26 +54,9 @@ class EventBatching(bootsteps.StartStopStep):
 
     def shutdown(self, c: Any) -> None:
         self.stop(c)
-        c.app.worker_events = None
+        c.app.context.worker_events = None
 
     def _cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-class StageEvents:
-    """Sends task events for the stages ``affinity`` runs without a message of their own."""
-
-    def __init__(self, dispatcher: Any | None, *, batched: bool) -> None:
-        self._dispatcher = dispatcher
-        self._batched = batched
-
-    def send(self, type_: str, **fields: Any) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.send(type_, **fields)
-
-    def flush_if_unbatched(self) -> None:
-        """Outside the worker's main process no timer flushes: publish at the end of each stage."""
-        if self._dispatcher is not None and not self._batched:
-            self._dispatcher.flush(errors=True, groups=True)

@@ -44,7 +44,7 @@ class Mailbox(KombuMailbox):
         return queue
 
 
-class Control(CeleryControl):  # type: ignore[misc]
+class Control(CeleryControl):
     """``celery.app.control.Control`` using ``Mailbox`` above."""
 
     Mailbox = Mailbox

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from video_worker.per_process import PerProcess
 
 log = logging.getLogger(__name__)
 
@@ -203,34 +204,26 @@ class Housekeeper:
                 next_sweep = time.monotonic() + SWEEP_SECONDS
 
 
-_housekeepers: dict[tuple[str, ...], Housekeeper] = {}
+#: This process's housekeepers by (endpoint, region, prefix); a forked child starts with none.
+_housekeepers: PerProcess[dict[tuple[str, ...], Housekeeper]] = PerProcess(dict)
 _registry_lock = threading.Lock()
-_owner_pid = os.getpid()
 
 
 def housekeeper(key: tuple[str, ...], make: Callable[[], Housekeeper]) -> Housekeeper:
     """This process's housekeeper for ``key`` (endpoint, region, prefix), made on first use."""
+    keepers = _housekeepers.get()
     with _registry_lock:
-        found = _housekeepers.get(key)
+        found = keepers.get(key)
         if found is None:
-            found = _housekeepers[key] = make()
+            found = keepers[key] = make()
         return found
 
 
 def release_all() -> None:
-    """Delete every queue this process owns (registered with ``atexit``)."""
-    if os.getpid() != _owner_pid:  # a forked child inherits the handler, not the queues
-        return
-    for keeper in list(_housekeepers.values()):
+    """Delete every queue this process owns (registered with ``atexit``; a forked child owns none of its
+    parent's)."""
+    for keeper in list((_housekeepers.peek() or {}).values()):
         keeper.release_all()
 
 
-def _forget_after_fork() -> None:
-    global _owner_pid, _registry_lock
-    _owner_pid = os.getpid()
-    _registry_lock = threading.Lock()
-    _housekeepers.clear()
-
-
 atexit.register(release_all)
-os.register_at_fork(after_in_child=_forget_after_fork)

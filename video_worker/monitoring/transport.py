@@ -20,8 +20,8 @@ from botocore.config import Config
 from kombu.transport import SQS
 from kombu.transport.SQS.exceptions import DoesNotExistQueueException
 
-from video_worker import receiving
 from video_worker.monitoring import leases
+from video_worker.worker import transport as receiving
 
 log = logging.getLogger(__name__)
 

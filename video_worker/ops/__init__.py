@@ -1,0 +1,1 @@
+"""Operator tools: the ``video-worker`` command and what it runs (dev stack, provisioning, dead letters)."""

@@ -1,0 +1,1 @@
+"""The Celery side: the app, the stage tasks, chain affinity, the consumer, transport and bootsteps."""

@@ -1,0 +1,150 @@
+"""The worker's consumer: a task message that cannot be run becomes a dead letter, never a crash or a silent drop.
+
+Celery's ``Consumer.create_task_handler`` (``celery/worker/consumer/consumer.py``)
+catches only ``InvalidTaskError``, ``ContentDisallowed`` and ``DecodeError``
+while it turns a message into a request: a protocol-2 message whose body is
+``{"a": 1}`` raised ``ValueError`` out of the consumer (``Unrecoverable error``),
+the message went back on shutdown and crashed the next worker, forever. Its
+handlers for unknown tasks and undecodable or disallowed messages reject or
+acknowledge them, which on SQS deletes them with no trace.
+
+Here every message is screened first (``screen``): a task this worker does
+not know, a content type other than JSON, a body that is not
+``[args, kwargs, embed]``, wrong arguments for a pipeline task, or a message
+delivered more than ``MAX_DELIVERIES`` times (its workers died holding it)
+is dead-lettered with its raw body and the reason, then acknowledged; and
+anything else Celery's handler raises is treated the same way. If the dead
+letter cannot be written the message goes back (``reject(requeue=True)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+from celery.exceptions import Reject
+from celery.worker.consumer import Consumer as CeleryConsumer
+
+from video_worker import delivery
+from video_worker.errors import BadMessage, VideoWorkerError, WorkerLost
+from video_worker.letters import RAW_BODY_LIMIT
+from video_worker.worker.failures import letter_for, write_dead_letter
+
+log = logging.getLogger(__name__)
+
+#: Seconds the consumer (the worker's event loop) may spend writing one dead letter before handing the message back.
+CONSUMER_PATIENCE_SECONDS = 5.0
+
+
+def receive_count(message: Any) -> int | None:
+    """SQS's ``ApproximateReceiveCount`` of a kombu message (kombu keeps the raw message in ``delivery_info``)."""
+    raw = (getattr(message, "delivery_info", None) or {}).get("sqs_message") or {}
+    try:
+        return int(raw.get("Attributes", {}).get("ApproximateReceiveCount"))
+    except (TypeError, ValueError):
+        return None
+
+
+def raw_message(message: Any) -> dict[str, Any]:
+    body = getattr(message, "body", b"")
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    return {
+        "body": text[:RAW_BODY_LIMIT],
+        "body_truncated": len(text) > RAW_BODY_LIMIT,
+        "headers": {str(k): v for k, v in (getattr(message, "headers", None) or {}).items()
+                    if isinstance(v, str | int | float | bool | type(None))},
+        "content_type": getattr(message, "content_type", None),
+        "receive_count": receive_count(message),
+    }
+
+
+def screen(message: Any, known: Collection[str], single_payload: Collection[str],
+           max_deliveries: int) -> VideoWorkerError | None:
+    """Why ``message`` cannot be run as a task (a ``BadMessage`` or, for poison, ``WorkerLost``), or None."""
+    headers = getattr(message, "headers", None)
+    name = headers.get("task") if isinstance(headers, dict) else None
+    if not isinstance(name, str) or not name:
+        return BadMessage("not a Celery task message: no 'task' header (Celery message protocol 2 expected)")
+    if name not in known:
+        return BadMessage(f"unknown task {name!r}: this worker runs {', '.join(sorted(known))}")
+    poison = delivery.too_many_deliveries(receive_count(message), max_deliveries)
+    if poison:
+        return WorkerLost(f"{name}: {poison}")
+    if message.content_type != "application/json":
+        return BadMessage(f"{name}: content type {message.content_type!r} is not accepted (JSON only)")
+    try:
+        body = message.decode()
+    except Exception as exc:
+        return BadMessage(f"{name}: body is not JSON ({type(exc).__name__}: {exc})")
+    if not (isinstance(body, list | tuple) and len(body) == 3 and isinstance(body[0], list | tuple)
+            and isinstance(body[1], dict) and isinstance(body[2], dict | type(None))):
+        return BadMessage(f"{name}: body is not [args, kwargs, embed] (Celery message protocol 2), "
+                          f"got {type(body).__name__}")
+    args, kwargs, embed = body
+    if name in single_payload and (len(args) != 1 or kwargs):
+        return BadMessage(f"{name} takes one payload argument, got {len(args)} positional and "
+                          f"{len(kwargs)} keyword argument(s)")
+    chain = (embed or {}).get("chain")
+    if chain is not None and not (isinstance(chain, list) and all(isinstance(step, dict) for step in chain)):
+        return BadMessage(f"{name}: embed.chain is not a list of signatures")
+    return None
+
+
+def _first_argument(message: Any) -> Any:
+    try:
+        body = message.decode()
+        return body[0][0]
+    except Exception:
+        return None
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, with ``screen`` before every task message and dead letters instead of drops."""
+
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        handle = super().create_task_handler(*args, **kwargs)
+        settings = self.app.settings
+        known = frozenset(self.app.tasks)
+        single = frozenset(name for name in known if name.startswith("video_worker."))
+
+        def on_task_received(message: Any) -> Any:
+            problem = screen(message, known, single, settings.max_deliveries)
+            if problem is not None:
+                return self.dead_letter_message(message, problem)
+            try:
+                return handle(message)
+            except Exception as exc:
+                return self.dead_letter_message(
+                    message, BadMessage(f"cannot be turned into a task: {type(exc).__name__}: {exc}"))
+
+        return on_task_received
+
+    def dead_letter_message(self, message: Any, problem: VideoWorkerError) -> None:
+        """Dead-letter ``message`` (raw) with ``problem`` as its reason, then acknowledge (delete) it."""
+        headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
+        name = str(headers.get("task") or "?")
+        task_id = headers.get("id") if isinstance(headers.get("id"), str) else None
+        log.error("message %s for %s: %s", task_id or "?", name, problem)
+        letter = letter_for(name, task_id, _first_argument(message), problem, receive_count(message) or 1,
+                            raw_message=raw_message(message))
+        try:
+            write_dead_letter(self.app, letter, patience=CONSUMER_PATIENCE_SECONDS)
+        except Reject:
+            message.reject_log_error(log, self.connection_errors, requeue=True)
+            return
+        if self.event_dispatcher is not None and task_id:
+            self.event_dispatcher.send("task-failed", uuid=task_id, exception=str(problem))
+        message.ack_log_error(log, self.connection_errors)
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self.dead_letter_message(message, BadMessage("not a Celery task message"))
+
+    def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        self.dead_letter_message(message, BadMessage(f"unknown task: {exc}"))
+
+    def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        self.dead_letter_message(message, BadMessage(f"invalid task message: {type(exc).__name__}: {exc}"))
+
+    def on_decode_error(self, message: Any, exc: BaseException) -> None:
+        self.dead_letter_message(message, BadMessage(f"cannot decode: {type(exc).__name__}: {exc}"))
