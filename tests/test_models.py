@@ -124,3 +124,25 @@ def test_simulated_accelerator_holds_the_host_lock_while_it_infers(tmp_path: Pat
 def test_the_simulated_model_is_configured_by_settings(tmp_path: Path) -> None:
     model = load_model("simulated", Settings(**BASE, scratch_dir=tmp_path, simulated_infer_seconds=0.25))
     assert isinstance(model, SimulatedAccelerator) and model.seconds == 0.25
+
+
+def test_a_built_in_model_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from video_worker import inference
+
+    monkeypatch.setitem(inference.EXTRAS, "stereo", ("stereo", ("av", "no_such_video_library")))
+    message = r"MODEL 'stereo' needs the stereo extra: pip install 'video-worker\[stereo\]' " \
+              r"\(missing: no_such_video_library\)"
+    with pytest.raises(ConfigError, match=message):
+        inference.check_model("stereo")
+    with pytest.raises(ConfigError, match=message):
+        load_model("stereo")
+
+
+def test_the_stereo_model_checks_its_settings_before_anything_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    from video_worker import inference
+
+    monkeypatch.setenv("STEREO_CRF", "99")
+    with pytest.raises(ConfigError, match=r"^STEREO_CRF='99': must be between 0 and 51$"):
+        inference.check_model("stereo")
+    monkeypatch.setenv("STEREO_CRF", "23")
+    inference.check_model("stereo")

@@ -121,8 +121,8 @@ def test_worker_with_bad_settings_stops_with_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert lines == ["video-worker: invalid configuration: MODEL unknown model 'nope'; available: passthrough, simulated "
-                     "(or package.module:factory) (got 'nope')"]
+    assert lines == ["video-worker: invalid configuration: MODEL unknown model 'nope'; available: passthrough, "
+                     "simulated, stereo (or package.module:factory) (got 'nope')"]
 
 
 def test_cli_with_missing_setting_exits_2_with_one_line(tmp_path: Path) -> None:

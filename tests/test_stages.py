@@ -43,7 +43,7 @@ def test_four_stages_on_one_host(clients: dict[str, Any], tmp_path: Path) -> Non
     assert item == {
         "job_id": {"S": "job-1"}, "segment_index": {"N": "2"},
         "output_s3_uri": {"S": u.output_s3_uri}, "completed_at": {"N": "1800000000"},
-        "total_segments": {"N": "4"}, "output_generation": {"N": "1"},
+        "total_segments": {"N": "4"}, "output_generation": {"N": "1"}, "model": {"S": "passthrough"},
         "source_etag": {"S": clients["s3"].head_object(Bucket=clients["res"].input_bucket,
                                                        Key="segments/job-1/00002_00004_sbs.mp4")["ETag"].strip('"')},
     }

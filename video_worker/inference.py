@@ -15,6 +15,7 @@ A GPU model (StereoCrafter, ...) ships in its own package and registers::
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -32,12 +33,43 @@ ENTRY_POINT_GROUP = "video_worker.models"
 BUILTIN: dict[str, str] = {
     "passthrough": "video_worker.models.passthrough:PassthroughModel",
     "simulated": "video_worker.models.simulated:SimulatedAccelerator.from_settings",
+    "stereo": "video_worker.models.stereo.model:from_settings",
+}
+#: What a built-in model needs that a bare install lacks: name → (the extra, the modules it brings).
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "stereo": ("stereo", ("av", "numpy", "cv2")),
+}
+#: A built-in model's start-up check of its own settings (cheap: no model is built): name → ``module:function``.
+CHECKS: dict[str, str] = {
+    "stereo": "video_worker.models.stereo.settings:load_settings",
 }
 
 
 def process_segment(data: bytes) -> bytes:
     """The seed's in-memory pass-through stub, kept for small inputs and callers of the old API."""
     return data
+
+
+def missing_extra(name: str) -> str | None:
+    """The one line naming the extra a built-in model needs and is not installed, or None."""
+    extra, modules = EXTRAS.get(name, ("", ()))
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not absent:
+        return None
+    return (f"MODEL {name!r} needs the {extra} extra: pip install 'video-worker[{extra}]' "
+            f"(missing: {', '.join(absent)})")
+
+
+def check_model(name: str) -> None:
+    """Check, without building it, that the model can be built here: its extra, its own settings.
+
+    Raises ``ConfigError`` (one line). Called when a worker starts, before any process builds the model.
+    """
+    problem = missing_extra(name)
+    if problem:
+        raise ConfigError(problem)
+    if name in CHECKS:
+        _resolve(CHECKS[name])()
 
 
 def _registered() -> dict[str, Any]:
@@ -82,6 +114,9 @@ def load_model(name: str, settings: Settings | Callable[[], Settings] | None = N
     A factory that takes an argument is given ``settings`` (or what calling it returns: the settings are then
     built only for a model that needs them).
     """
+    problem = missing_extra(name)
+    if problem:
+        raise ConfigError(problem)
     try:
         factory = _factory(name)
         takes_settings = settings is not None and _takes_an_argument(factory)

@@ -130,14 +130,20 @@ class Model(Protocol):
     raise ``errors.ModelRejected`` for input they cannot process and
     ``errors.TransientError`` for failures worth retrying (e.g. GPU OOM).
     ``dst``'s folder exists; a partial ``dst`` is discarded by the caller.
-    An optional ``warm_up()`` is called once, when the model is built.
+    An optional ``warm_up()`` is called once, when the model is built; an optional
+    ``fingerprint`` (a short string) names what shapes its output, and is recorded with each segment.
     """
 
     def infer(self, src: Path, dst: Path, mode: Mode) -> None: ...
 
 
 class ModelRunner(Protocol):
-    """Runs the configured model on one segment within a deadline (in this process or another)."""
+    """Runs the configured model on one segment within a deadline (in this process or another).
+
+    ``fingerprint``: the model's own hash of what shapes its output (settings, versions), if it has one.
+    """
+
+    fingerprint: str | None
 
     def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None: ...
 

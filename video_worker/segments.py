@@ -129,6 +129,8 @@ class Inferred(_Payload):
     segment: Segment
     output: LocalFile
     model: str
+    model_fingerprint: str | None = Field(None, max_length=128, description="what shaped the output (settings, "
+                                                                          "versions), as the model reports it")
 
 
 class Uploaded(_Payload):
@@ -142,6 +144,8 @@ class Uploaded(_Payload):
     output_s3_uri: S3Uri
     generation: int | None = Field(None, ge=1)
     skipped: str | None = None
+    model: str | None = None
+    model_fingerprint: str | None = Field(None, max_length=128)
 
 
 class SegmentCompletion(_Payload):
@@ -161,6 +165,8 @@ class SegmentCompletion(_Payload):
     source_sequencer: str | None = None
     source_version_id: str | None = None
     output_generation: int | None = None
+    model: str | None = Field(None, description="the MODEL that made the output")
+    model_fingerprint: str | None = Field(None, description="the model's hash of its output-shaping settings")
 
 
 #: The segment's name in the original design (and in callers' code).

@@ -156,7 +156,8 @@ def infer(prev: Downloaded, rt: Dependencies, deadline: Deadline | None = None) 
         out = _run_model(segment, src, rt, deadline)
     rt.scratch.remove(src)
     log.info("inferred %r/%d with %s", segment.job_id, segment.segment_index, rt.model_name)
-    return Inferred(segment=segment, output=rt.scratch.describe(out), model=rt.model_name)
+    return Inferred(segment=segment, output=rt.scratch.describe(out), model=rt.model_name,
+                    model_fingerprint=rt.model.fingerprint)
 
 
 def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -> Uploaded:
@@ -164,6 +165,7 @@ def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -
     a retry on this host uploads it instead of running the model again (elsewhere it is swept later)."""
     segment = prev.segment
     out = rt.scratch.holds(prev.output)
+    model, fingerprint = prev.model, prev.model_fingerprint
     if out is None:
         log.warning(
             "output of %s/%d is not on this host (%s); fetching the input and running %s again",
@@ -174,9 +176,11 @@ def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -
             owned.append(src)
             out = _run_model(segment, src, rt, deadline)
         rt.scratch.remove(src)
+        model, fingerprint = rt.model_name, rt.model.fingerprint
     uri = s3_uri(rt.output_bucket, build_output_segment_key(segment.job_id, segment.segment_index))
+    made_by = _model_label(model, fingerprint)
     try:
-        generation, stale = _write_output(segment, out, uri, rt, deadline)
+        generation, stale = _write_output(segment, out, uri, made_by, rt, deadline)
     except BaseException as exc:
         if not isinstance(classify(exc), TransientError):
             rt.scratch.remove(out)
@@ -184,10 +188,16 @@ def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -
     rt.scratch.remove(out)
     if stale:
         log.info("skipping %r/%d: %s", segment.job_id, segment.segment_index, stale)
-    return Uploaded(segment=segment, output_s3_uri=uri, generation=generation, skipped=stale)
+    return Uploaded(segment=segment, output_s3_uri=uri, generation=generation, skipped=stale, model=model,
+                    model_fingerprint=fingerprint)
 
 
-def _write_output(segment: Segment, out: Path, uri: str, rt: Dependencies,
+def _model_label(model: str, fingerprint: str | None) -> str:
+    """What made an output, as its metadata records it: the model and its fingerprint."""
+    return f"{model}:{fingerprint}" if fingerprint else model
+
+
+def _write_output(segment: Segment, out: Path, uri: str, made_by: str, rt: Dependencies,
                   deadline: Deadline | None) -> tuple[int | None, str | None]:
     """Write ``out`` at ``uri`` unless a newer upload's output is there: (generation, why stale)."""
     mine = segment.upload
@@ -203,7 +213,7 @@ def _write_output(segment: Segment, out: Path, uri: str, rt: Dependencies,
             meta = existing.metadata
             theirs = Upload(meta.get(META_ETAG), meta.get(META_SEQUENCER), meta.get(META_VERSION))
             order = mine.compare(theirs)
-            if order == "same" and meta.get(META_MODEL) == rt.model_name:
+            if order == "same" and meta.get(META_MODEL) == made_by:
                 return int(meta.get(META_GENERATION) or 1), None  # written by an earlier run of this upload
             if order is None:
                 order = "newer" if mine.is_current(_current_upload(segment, rt)) else "older"
@@ -211,7 +221,7 @@ def _write_output(segment: Segment, out: Path, uri: str, rt: Dependencies,
                 return None, "a newer upload of this segment has written its output"
             generation = int(meta.get(META_GENERATION) or 0) + 1
         metadata = {META_ETAG: mine.etag or "", META_SEQUENCER: mine.sequencer or "",
-                    META_VERSION: mine.version_id or "", META_GENERATION: str(generation), META_MODEL: rt.model_name}
+                    META_VERSION: mine.version_id or "", META_GENERATION: str(generation), META_MODEL: made_by}
         try:
             rt.storage.upload(out, uri, metadata={k: v for k, v in metadata.items() if v},
                               if_match=existing.etag if existing else None, if_none_match=existing is None,
@@ -235,6 +245,8 @@ def record(prev: Uploaded, rt: Dependencies, deadline: Deadline | None = None) -
         source_sequencer=segment.source_sequencer,
         source_version_id=segment.source_version_id,
         output_generation=prev.generation,
+        model=prev.model,
+        model_fingerprint=prev.model_fingerprint,
     )
     if rt.completions.put(completion):
         log.info("recorded %r/%d", segment.job_id, segment.segment_index)

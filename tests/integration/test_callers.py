@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import av
 import pytest
 
 from tests.support.stack import Aws, Processes, wait_until
@@ -111,5 +112,11 @@ def test_dev_demo_runs_the_whole_pipeline_on_the_embedded_emulator(tmp_path: Pat
     out = subprocess.run([sys.executable, "-m", "video_worker", "dev", "--demo"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "identical to the input" in out.stdout
-    assert "s3://video-worker-output/jobs/demo-job/segments/0.mp4" in out.stdout
+    for index in (0, 1):
+        assert f"output s3://video-worker-output/jobs/demo-job/segments/{index}.mp4: 50 frames, sbs 1280x360, " \
+               "checks passed" in out.stdout
+    assert "joined with the concat demuxer: 100 frames, timestamps monotonic" in out.stdout
+    preview = Path(out.stdout.rsplit("preview ", 1)[1].split()[0])
+    with av.open(str(preview)) as image:  # a real PNG of one sbs frame
+        frame = next(image.decode(video=0))
+    assert (frame.width, frame.height) == (1280, 360)

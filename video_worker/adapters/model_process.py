@@ -58,6 +58,7 @@ class InlineRunner:
 
     def __init__(self, model: Model, slots: int = 1) -> None:
         self.model = model
+        self.fingerprint: str | None = getattr(model, "fingerprint", None)
         self._slots = threading.BoundedSemaphore(slots)
 
     def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None:
@@ -90,7 +91,7 @@ def serve(conn: Connection) -> None:
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", os.getpid()))
+    conn.send(("ready", (os.getpid(), getattr(model, "fingerprint", None))))
     while True:
         try:
             request = conn.recv()
@@ -157,6 +158,8 @@ class ProcessRunner:
         self.settings = settings
         self.model_name = settings.model
         self.start_timeout = start_timeout
+        #: What the model says shapes its output (``model.fingerprint``), known once a process has started.
+        self.fingerprint: str | None = None
         self._idle: queue.Queue[_Child | None] = queue.Queue()
         self._all: set[_Child] = set()
         self._lock = threading.Lock()
@@ -192,9 +195,10 @@ class ProcessRunner:
         if kind != "ready":
             child.stop(0)
             raise ConfigError(f"MODEL {self.model_name!r} failed to load: {detail}")
+        pid, self.fingerprint = detail
         with self._lock:
             self._all.add(child)
-        log.info("model %s ready in process %s", self.model_name, detail)
+        log.info("model %s ready in process %s (fingerprint %s)", self.model_name, pid, self.fingerprint)
         return child
 
     def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None:

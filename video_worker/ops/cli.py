@@ -105,6 +105,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return replay_dead_letters(app, None if args.all else set(args.ids))
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from video_worker.ops.convert import convert
+
+    return convert(Path(args.input), Path(args.output), args.mode, Path(args.preview) if args.preview else None)
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from video_worker.ops.schemas import write_schemas
 
@@ -137,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--total", type=int, required=True)
     submit.add_argument("--mode", choices=MODES, required=True)
     submit.set_defaults(func=cmd_submit)
+
+    conv = sub.add_parser("convert", help="convert a local 2D segment to stereo with MODEL=stereo (no AWS needed)")
+    conv.add_argument("input")
+    conv.add_argument("output")
+    conv.add_argument("--mode", choices=MODES, required=True)
+    conv.add_argument("--preview", help="also write one output frame to this PNG")
+    conv.set_defaults(func=cmd_convert)
 
     prov = sub.add_parser(
         "provision", help="create the buckets, table, queues and S3 notification (emulators, sandboxes)"

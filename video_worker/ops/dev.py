@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 
 from video_worker.adapters.aws import make_client
+from video_worker.inference import check_model
+from video_worker.ops.demo import run_demo
 from video_worker.ops.provision import Resources, provision
-from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import submit_segment
-from video_worker.segments import s3_uri
 from video_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,9 @@ def wait_for_completion(dynamodb: object, table: str, job_id: str, index: int, t
 
 def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool | None = None,
             flower_port: int = 5555) -> int:
-    """``flower``: start Flower too (default: unless ``demo``)."""
+    """``flower``: start Flower too (default: unless ``demo``). The demo runs the stereo model."""
+    if demo:
+        check_model("stereo")  # the stereo extra and STEREO_* settings: one line if not, before anything starts
     server, endpoint = start_emulator(port)
     scratch = Path(tempfile.mkdtemp(prefix="video-worker-dev-"))
     os.environ.update(FAKE_CREDENTIALS)
@@ -108,6 +109,8 @@ def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool |
     s3, ddb, sqs = (make_client(name, boot.aws) for name in ("s3", "dynamodb", "sqs"))
     res = provision(s3, ddb, sqs)
     env = dev_environment(endpoint, res, scratch)
+    if demo:
+        env["MODEL"] = "stereo"
     print(f"emulator: {endpoint}", flush=True)
     for name, value in sorted(res.env().items()):
         print(f"  {name}={value}", flush=True)
@@ -124,32 +127,9 @@ def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool |
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
             return 1
-        return _demo(s3, ddb, res, scratch, timeout)
+        return run_demo(s3, ddb, res, scratch, timeout)
     except KeyboardInterrupt:
         return 0
     finally:
         stop_children(children)
         server.stop()  # type: ignore[attr-defined]
-
-
-def _demo(s3: object, ddb: object, res: Resources, scratch: Path, timeout: float) -> int:
-    data = sample_segment(256 * 1024)
-    sample = scratch / "sample.mp4"
-    sample.write_bytes(data)
-    job_id, index, total = "demo-job", 0, 1
-    started = time.monotonic()
-    uri = submit_segment(s3, res.input_bucket, sample, job_id=job_id, index=index, total=total, mode="sbs")
-    print(f"uploaded {uri} ({len(data)} bytes)", flush=True)
-    item = wait_for_completion(ddb, res.table, job_id, index, timeout)
-    if item is None:
-        print(f"demo: no completion row for {job_id}/{index} after {timeout:.0f}s", file=sys.stderr)
-        return 1
-    out_key = f"jobs/{job_id}/segments/{index}.mp4"
-    body = s3.get_object(Bucket=res.output_bucket, Key=out_key)["Body"].read()  # type: ignore[attr-defined]
-    same = "identical to the input" if body == data else "DIFFERENT from the input"
-    print(
-        f"demo: completed in {time.monotonic() - started:.2f}s; output {s3_uri(res.output_bucket, out_key)} "
-        f"({len(body)} bytes, {same}); completion row {item}",
-        flush=True,
-    )
-    return 0 if body == data else 1

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,7 +28,8 @@ from video_worker.adapters.model_process import InlineRunner, ProcessRunner
 from video_worker.adapters.s3 import S3Storage
 from video_worker.adapters.scratch import ScratchDir, start_sweeping
 from video_worker.adapters.sqs import SqsDeadLetters
-from video_worker.inference import load_model
+from video_worker.errors import ConfigError
+from video_worker.inference import check_model, load_model
 from video_worker.ports import DeadLetterStore, ModelRunner
 from video_worker.settings import Settings
 from video_worker.stages import Dependencies
@@ -118,13 +121,19 @@ class ProcessContext:
 
 
 class ProcessStart(bootsteps.StartStopStep):
-    """Worker bootstep: in a threads or solo worker, build the process's resources before consuming."""
+    """Worker bootstep: check that the model can be built here (its extra, its settings), then, in a threads
+    or solo worker, build the process's resources before consuming. A problem stops the worker with one line."""
 
     requires = ("celery.worker.components:Pool",)
 
     def start(self, worker: Any) -> None:
-        if not worker.pool_cls.__module__.endswith("prefork"):
-            init_process(worker.app)
+        try:
+            check_model(worker.app.settings.model)
+            if not worker.pool_cls.__module__.endswith("prefork"):
+                init_process(worker.app)
+        except ConfigError as exc:
+            print(f"video-worker: {exc}", file=sys.__stderr__, flush=True)  # not Celery's logging proxy
+            os._exit(2)  # before Celery's pool and consumer start: nothing to shut down
 
 
 def init_process(app: Any) -> None:

@@ -1,0 +1,1 @@
+"""Tests of the stereo package (real clips generated with PyAV; no binary fixtures)."""

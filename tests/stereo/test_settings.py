@@ -1,0 +1,86 @@
+"""Settings: environment names, defaults, one clear line per bad value, and the fingerprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from video_worker.errors import ConfigError
+from video_worker.models.stereo import StereoModel, StereoSettings, fingerprint, load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings({})
+    assert (s.divergence, s.convergence, s.depth_width, s.depth, s.batch) == (2.0, 0.5, 192, "heuristic", 4)
+    assert (s.sbs, s.preset, s.crf, s.encoder_threads, s.max_frame_pixels) == ("full", "veryfast", 20, 1, 1920 * 1080)
+
+
+def test_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"STEREO_DIVERGENCE": "3.5", "STEREO_SBS": "half", "STEREO_CRF": "23",
+                        "STEREO_ENCODER_THREADS": "2", "MAX_FRAME_PIXELS": "100000", "STEREO_BATCH": "16"}.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert (s.divergence, s.sbs, s.crf, s.encoder_threads, s.max_frame_pixels, s.batch) == (3.5, "half", 23, 2, 100000, 16)
+
+
+def test_frozen() -> None:
+    s = load_settings({})
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError on a frozen model
+        s.crf = 10  # type: ignore[misc]
+
+
+BAD = [
+    ("STEREO_DIVERGENCE", "50", "percent"), ("STEREO_DIVERGENCE", "abc", "number"), ("STEREO_CONVERGENCE", "2", "between"),
+    ("STEREO_DEPTH_WIDTH", "8", "between"), ("STEREO_DEPTH", "midas", "heuristic"), ("STEREO_BATCH", "0", "between"),
+    ("STEREO_SBS", "quarter", "full"), ("STEREO_PRESET", "fastest", "veryfast"), ("STEREO_CRF", "99", "between"),
+    ("STEREO_ENCODER_THREADS", "auto", "not auto"), ("STEREO_ENCODER_THREADS", "0", "not auto"),
+    ("STEREO_ENCODER_THREADS", "64", "between"), ("MAX_FRAME_PIXELS", "10", "at least"),
+    ("STEREO_ONNX_THREADS", "0", "fixed"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "words"), BAD)
+def test_bad_value_is_one_line_naming_it(name: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{name}={value!r}: ")
+    assert words in message
+
+
+def test_several_bad_values_still_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"STEREO_CRF": "99", "STEREO_BATCH": "-1"})
+    message = str(info.value)
+    assert "\n" not in message and "STEREO_CRF" in message and "STEREO_BATCH" in message
+
+
+def test_onnx_needs_an_existing_model(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="STEREO_DEPTH_MODEL is required"):
+        load_settings({"STEREO_DEPTH": "onnx"})
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings({"STEREO_DEPTH": "onnx", "STEREO_DEPTH_MODEL": str(tmp_path / "nope.onnx")})
+
+
+def test_fingerprint_tracks_output_settings_only() -> None:
+    base = fingerprint(load_settings({}), "h")
+    assert base == fingerprint(load_settings({}), "h")
+    assert len(base) == 16
+    assert base == fingerprint(load_settings({"STEREO_BATCH": "32", "MAX_FRAME_PIXELS": "99999"}), "h")
+    changed = {fingerprint(load_settings({k: v}), "h") for k, v in [
+        ("STEREO_DIVERGENCE", "3"), ("STEREO_CONVERGENCE", "0.4"), ("STEREO_DEPTH_WIDTH", "128"), ("STEREO_SBS", "half"),
+        ("STEREO_PRESET", "fast"), ("STEREO_CRF", "18"), ("STEREO_ENCODER_THREADS", "2")]}
+    assert base not in changed and len(changed) == 7
+    assert fingerprint(load_settings({}), "other-estimator") != base
+
+
+def test_model_fingerprint_uses_estimator_version() -> None:
+    s = load_settings({})
+    assert StereoModel(s).fingerprint == fingerprint(s, "heuristic-1")
+
+
+def test_settings_class_is_pydantic_settings() -> None:
+    assert StereoSettings.model_config.get("frozen") is True
+    assert StereoSettings.model_fields["divergence"].validation_alias == "STEREO_DIVERGENCE"

@@ -1,0 +1,171 @@
+"""Settings of the stereo converter (``STEREO_*``, ``MAX_FRAME_PIXELS``), read from the environment.
+
+Pydantic only, so the worker can check them at start-up without the video libraries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from video_worker.errors import ConfigError
+
+MODEL_VERSION = "stereo-dibr-1"
+"""Bumped whenever a code change alters output bytes for the same settings."""
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+
+class StereoSettings(BaseSettings):
+    """Every knob of the converter; each field is read from the environment variable named in its alias."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    divergence: float = Field(2.0, validation_alias="STEREO_DIVERGENCE")
+    """Largest disparity between the views (depth 0 to 1), in percent of the frame width."""
+    convergence: float = Field(0.5, validation_alias="STEREO_CONVERGENCE")
+    """Normalised depth (0 far .. 1 near) that lands on the screen plane (zero disparity)."""
+    depth_width: int = Field(192, validation_alias="STEREO_DEPTH_WIDTH")
+    """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio)."""
+    depth: Literal["heuristic", "onnx"] = Field("heuristic", validation_alias="STEREO_DEPTH")
+    depth_model: Path | None = Field(None, validation_alias="STEREO_DEPTH_MODEL")
+    onnx_threads: int = Field(1, validation_alias="STEREO_ONNX_THREADS")
+    """onnxruntime intra-op threads on CPU; fixed, because float reductions differ with the thread count."""
+    batch: int = Field(4, validation_alias="STEREO_BATCH")
+    """Frames per depth-estimator call; does not change the output bytes."""
+    sbs: Literal["full", "half"] = Field("full", validation_alias="STEREO_SBS")
+    preset: Preset = Field("veryfast", validation_alias="STEREO_PRESET")
+    crf: int = Field(20, validation_alias="STEREO_CRF")
+    encoder_threads: int = Field(1, validation_alias="STEREO_ENCODER_THREADS")
+    """x264 frame threads (also used for decoding); a fixed number because x264's bitstream depends on it."""
+    max_frame_pixels: int = Field(1920 * 1080, validation_alias="MAX_FRAME_PIXELS")
+
+    @field_validator("divergence")
+    @classmethod
+    def _divergence(cls, v: float) -> float:
+        if not 0.0 < v <= 10.0:
+            raise ValueError("must be > 0 and <= 10 (percent of the frame width)")
+        return v
+
+    @field_validator("convergence")
+    @classmethod
+    def _convergence(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("must be between 0 (far) and 1 (near)")
+        return v
+
+    @field_validator("depth_width")
+    @classmethod
+    def _depth_width(cls, v: int) -> int:
+        if not 32 <= v <= 2048:
+            raise ValueError("must be between 32 and 2048 pixels")
+        return v
+
+    @field_validator("batch")
+    @classmethod
+    def _batch(cls, v: int) -> int:
+        if not 1 <= v <= 256:
+            raise ValueError("must be between 1 and 256 frames")
+        return v
+
+    @field_validator("crf")
+    @classmethod
+    def _crf(cls, v: int) -> int:
+        if not 0 <= v <= 51:
+            raise ValueError("must be between 0 and 51")
+        return v
+
+    @field_validator("encoder_threads", mode="before")
+    @classmethod
+    def _encoder_threads(cls, v: Any) -> Any:
+        text = str(v).strip().lower()
+        if text in ("auto", "0", ""):
+            raise ValueError("must be a fixed number of threads (1-16), not auto: x264's output depends on it")
+        if text.isdigit() and not 1 <= int(text) <= 16:
+            raise ValueError("must be between 1 and 16")
+        return v
+
+    @field_validator("onnx_threads")
+    @classmethod
+    def _onnx_threads(cls, v: int) -> int:
+        if not 1 <= v <= 64:
+            raise ValueError("must be a fixed number of threads between 1 and 64")
+        return v
+
+    @field_validator("max_frame_pixels")
+    @classmethod
+    def _max_pixels(cls, v: int) -> int:
+        if v < 64 * 64:
+            raise ValueError("must be at least 4096 pixels")
+        return v
+
+    @model_validator(mode="after")
+    def _model_path(self) -> StereoSettings:
+        if self.depth == "onnx":
+            if self.depth_model is None:
+                raise ValueError("STEREO_DEPTH_MODEL is required when STEREO_DEPTH=onnx")
+            if not self.depth_model.is_file():
+                raise ValueError(f"STEREO_DEPTH_MODEL={str(self.depth_model)!r}: no such file")
+        return self
+
+    def output_fields(self) -> dict[str, object]:
+        """The settings that shape the output bytes (batch and the pixel limit do not)."""
+        fields: dict[str, object] = {
+            "divergence": self.divergence, "convergence": self.convergence, "depth_width": self.depth_width,
+            "depth": self.depth, "sbs": self.sbs, "preset": self.preset, "crf": self.crf,
+            "encoder_threads": self.encoder_threads,
+        }
+        if self.depth == "onnx" and self.depth_model is not None:
+            fields["depth_model_sha256"] = file_digest(self.depth_model)
+            fields["onnx_threads"] = self.onnx_threads
+        return fields
+
+
+@lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, cached by path, size and modification time."""
+    st = path.stat()
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _env_name(field: str) -> str:
+    info = StereoSettings.model_fields[field]
+    alias = info.validation_alias
+    return alias if isinstance(alias, str) else field
+
+
+def _problem(err: Mapping[str, Any]) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    loc = err.get("loc") or ()
+    if not loc:
+        return msg  # a model-level check: its message names its variables
+    name = _env_name(str(loc[0])) if str(loc[0]) in StereoSettings.model_fields else str(loc[0])
+    return f"{name}={err.get('input')!r}: {msg}"
+
+
+def load_settings(values: Mapping[str, object] | None = None) -> StereoSettings:
+    """Settings from ``values`` (keys are env names) or, when None, from the environment.
+
+    Raises ``ConfigError`` whose message is one line: every bad value, ``NAME='value': reason``, joined by '; '.
+    """
+    try:
+        if values is None:
+            return StereoSettings()
+        return StereoSettings.model_validate(dict(values))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_problem(e) for e in exc.errors())) from None

@@ -1,0 +1,63 @@
+"""Per-phase wall and CPU time of one conversion, and the report a conversion returns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+PHASES = ("decode", "depth", "render", "encode")
+
+
+class PhaseClock:
+    """Accumulates wall (perf_counter) and CPU (process_time) seconds per phase; ``lap`` closes the current one."""
+
+    def __init__(self) -> None:
+        self.wall = dict.fromkeys(PHASES, 0.0)
+        self.cpu = dict.fromkeys(PHASES, 0.0)
+        self._t0 = time.perf_counter()
+        self._c0 = time.process_time()
+        self._mark = (self._t0, self._c0)
+
+    def start(self) -> None:
+        """Start timing a phase now (time since the last lap is dropped)."""
+        self._mark = (time.perf_counter(), time.process_time())
+
+    def lap(self, phase: str) -> None:
+        """Charge the time since the last start/lap to ``phase``."""
+        now, cpu = time.perf_counter(), time.process_time()
+        self.wall[phase] += now - self._mark[0]
+        self.cpu[phase] += cpu - self._mark[1]
+        self._mark = (now, cpu)
+
+    def total(self) -> tuple[float, float]:
+        """(wall, cpu) seconds since the clock was made."""
+        return time.perf_counter() - self._t0, time.process_time() - self._c0
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What one conversion did and where the time went (seconds; CPU time counts every thread of the process)."""
+
+    frames: int
+    seconds: float
+    cpu_seconds: float
+    fps: float
+    fps_per_core: float
+    phases: dict[str, float] = field(default_factory=dict)
+    phases_cpu: dict[str, float] = field(default_factory=dict)
+    mode: str = ""
+    input_size: tuple[int, int] = (0, 0)
+    output_size: tuple[int, int] = (0, 0)
+    fingerprint: str = ""
+
+    @classmethod
+    def build(cls, frames: int, clock: PhaseClock, **info: object) -> ConversionReport:
+        wall, cpu = clock.total()
+        return cls(
+            frames=frames, seconds=wall, cpu_seconds=cpu,
+            fps=frames / wall if wall > 0 else 0.0, fps_per_core=frames / cpu if cpu > 0 else 0.0,
+            phases=dict(clock.wall), phases_cpu=dict(clock.cpu), **info,  # type: ignore[arg-type]
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
