@@ -256,3 +256,21 @@ class TreeMonitor:
         if self._thread is not None:
             self._thread.join(5)
         self.sample()
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of ``pid`` ([] once it has exited)."""
+    try:
+        return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+#: What a worker's model process runs (``video_worker/adapters/model_process.py``).
+MODEL_PROCESS = "video_worker.adapters.model_process"
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (every core, every process: /proc/stat, not idle or iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICKS

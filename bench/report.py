@@ -11,7 +11,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from bench import stereo_report
 from bench.stack import mib
+from bench.tables import in_out, memory_details, num, pct
 from bench.targets import BY_NAME, target
 from bench.workloads import SHARED_LOOPS, Latency, Outcome, Throughput
 
@@ -27,14 +29,6 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
 
 
-def _num(x: float | None) -> str:
-    return "" if x is None else f"{x:.2f}"
-
-
-def _pct(x: float | None) -> str:
-    return f"{x * 100:.0f}%" if x is not None else "-"
-
-
 def _ok(flag: bool | None) -> str:
     return "-" if flag is None else ("yes" if flag else "**no**")
 
@@ -42,11 +36,6 @@ def _ok(flag: bool | None) -> str:
 def _valid(run: R | None) -> R | None:
     """``run``, unless it is missing or failed."""
     return run if run is not None and not run.error else None
-
-
-def _in_out(bytes_in: int, bytes_out: int, of: int) -> str:
-    """Bytes in / out over the network as multiples of ``of`` (the segments' own bytes)."""
-    return f"{bytes_in / of:.2f}x / {bytes_out / of:.2f}x"
 
 
 def summary_table(res: Results) -> list[str]:
@@ -68,12 +57,12 @@ def summary_table(res: Results) -> list[str]:
             row(w, "segments/s", f"{a.rate:.2f}" if a else "-", f"{ar.rate:.2f}" if ar else "-",
                 f"{speed.text()} reference", speed.met(a.rate, of=ar.rate) if a and ar else None)
             row(w, "project ÷ reference", _ratio(a.rate if a else None, ar.rate if ar else None), "", speed.text())
-            row(w, "accelerator busy", _pct(a.busy if a else None), _pct(ar.busy if ar else None), busy.text(),
+            row(w, "accelerator busy", pct(a.busy if a else None), pct(ar.busy if ar else None), busy.text(),
                 busy.met(a.busy or 0) if a else None)
             shared = _valid(res.find("accelerator", SHARED_LOOPS))
             if shared is not None:
                 row(w, "3 reference loops sharing the one accelerator (overlap, no pipelining logic): seg/s, busy",
-                    "", f"{shared.rate:.2f}, {_pct(shared.busy)}")
+                    "", f"{shared.rate:.2f}, {pct(shared.busy)}")
     base = {t.system: t.rate for t in res.throughput if t.label == "scaling" and t.hosts == 1 and not t.error}
     for t in res.throughput:
         if t.label != "scaling":
@@ -96,15 +85,15 @@ def summary_table(res: Results) -> list[str]:
                 f"{ref_speed:.2f}x" if ref_speed else "-", goal.text() if goal else "",
                 goal.met(speedup) if speedup and goal else None)
         busy = target("scaling busy")
-        row(w, "accelerator busy (per host)", _pct(proj.busy if proj else None), _pct(ref.busy if ref else None),
+        row(w, "accelerator busy (per host)", pct(proj.busy if proj else None), pct(ref.busy if ref else None),
             busy.text(), busy.met(proj.busy or 0) if proj else None)
         if proj:
             runs, once = 1 + proj.rerun_inferences / proj.segments, target("inferences per segment")
             row(w, "inferences run per segment (upload re-runs the model when it lands on another host)",
                 f"{runs:.2f}", "1.00" if ref else "-", once.text(), once.met(runs))
             sent, each = proj.segments * proj.size, target("bytes per segment")
-            row(w, "segment bytes in / out over the network", _in_out(proj.bytes_in, proj.bytes_out, sent),
-                _in_out(ref.bytes_in, ref.bytes_out, ref.segments * ref.size) if ref and ref.segments else "-",
+            row(w, "segment bytes in / out over the network", in_out(proj.bytes_in, proj.bytes_out, sent),
+                in_out(ref.bytes_in, ref.bytes_out, ref.segments * ref.size) if ref and ref.segments else "-",
                 f"{each.text()} / {each.text()}", each.met(proj.bytes_in / sent) and each.met(proj.bytes_out / sent))
     def project_runs(runs: list[S], title: Callable[[S], str]) -> Iterator[tuple[S, str]]:
         """The project's runs (a variant's setting in brackets after its title); an error row for a failed one."""
@@ -146,6 +135,9 @@ def summary_table(res: Results) -> list[str]:
             diff = (m.peak_rss - small.peak_rss) / 1e6
             row(w, f"difference to the {mib(small.size)} figure", f"{diff:+.0f} MB", "", growth.text(),
                 growth.met(diff))
+    if res.stereo is not None:
+        for cells in stereo_report.summary_rows(res.stereo, p.round_trip):
+            row(*cells)
     return lines
 
 
@@ -171,12 +163,12 @@ def details(res: Results) -> list[str]:
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---|---|"]
         for t in tp:
             out.append(
-                f"| {t.label} | {t.system} | {t.hosts} | {t.segments} | {t.wall:.2f} | {t.rate:.2f} | {_pct(t.busy)} | "
+                f"| {t.label} | {t.system} | {t.hosts} | {t.segments} | {t.wall:.2f} | {t.rate:.2f} | {pct(t.busy)} | "
                 f"{t.per_segment():.1f} | {t.per_segment() * t.rate:.0f} | "
-                f"{_in_out(t.bytes_in, t.bytes_out, t.segments * t.size)} | "
+                f"{in_out(t.bytes_in, t.bytes_out, t.segments * t.size)} | "
                 f"{t.refetched_inputs} / {t.rerun_inferences} | "
                 f"{', '.join(f'{k}: {v}' for k, v in sorted(t.rows_per_host.items()))} | "
-                f"{_num(t.tasks_running)} | {_num(t.first_infer)} | "
+                f"{num(t.tasks_running)} | {num(t.first_infer)} | "
                 f"{', '.join(f'{k} {v:.2f}' for k, v in sorted(t.cpu.items(), key=lambda kv: -kv[1]))} | "
                 f"{t.verified} |")
         out += ["", "Busy = segments x inference time ÷ wall time ÷ hosts. Wall = first receive from the raw "
@@ -266,23 +258,12 @@ def details(res: Results) -> list[str]:
                 "| caller service:action | n | total ms |", "|---|---:|---:|"]
         out += [f"| {name} | {n} | {sec * 1000:.0f} |" for name, n, sec in ref_prof.profile_calls]
         out.append("")
-    mem = [m for m in res.memory if not m.error]
-    if mem:
-        out += ["### Memory", "",
-                "| segment | idle tree RSS | peak tree RSS (sum) | peak tree PSS (sum) | Σ per-process VmHWM | "
-                "processes | chains run | seconds | bytes in/out | check |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-        for m in mem:
-            out.append(f"| {mib(m.size)} | {m.idle_rss / 1e6:.0f} MB | {m.peak_rss / 1e6:.0f} MB | "
-                       f"{m.peak_pss / 1e6:.0f} MB | {m.hwm_sum / 1e6:.0f} MB | {m.processes} | {m.chains} | "
-                       f"{m.seconds:.1f} | "
-                       f"{_in_out(m.bytes_in, m.bytes_out, m.size)} | {m.verified} |")
-        out += ["", "Per process (idle RSS → own peak RSS): " + "; ".join(
-            f"{mib(m.size)}: " + ", ".join(f"{name} {idle / 1e6:.0f} → {peak / 1e6:.0f} MB"
-                                           for name, idle, peak in m.per_process) for m in mem) + "."]
-        out += ["", "Sampled every 50 ms from /proc: RSS summed over the worker's main process and its pool "
-                "processes (shared pages counted in each), PSS (shared pages split), and the sum of each "
-                "process's own kernel-kept peak (VmHWM; an upper bound: the peaks need not coincide).", ""]
+    out += memory_details("### Memory", [m for m in res.memory if not m.error], lambda m: mib(m.size))
+    if res.stereo is not None:
+        out += stereo_report.details(res.stereo)
+        out += memory_details("### Stereo: memory of the worker's process tree, MODEL=stereo",
+                              [m for m in res.stereo.memory if not m.error],
+                              lambda m: f"{m.video_seconds:g} s 640x360 ({mib(m.size)})")
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.report import render, summary_table, write_report
 from bench.stack import KIB, MIB, NO_OVERRIDES, REPO, Overrides, mib
+from bench.stereo import STEREO_QUICK, StereoPlan, StereoResults, run_stereo
 from bench.workloads import SHARED_LOOPS, Latency, Memory, Throughput, _guarded, latency, memory, throughput
 from video_worker.settings import Settings
 
@@ -39,6 +40,10 @@ The benchmark's own calls (uploading segments, checking outputs) go straight
 to the emulator: they are neither delayed nor counted. A segment is complete
 when the proxy has passed a successful DynamoDB ``PutItem`` for it.
 
+The stereo family (``--only stereo``, ``bench/stereo.py``) runs ``MODEL=stereo`` on real H.264 segments:
+the model alone (``bench/stereo_alone.py``) against the worker end to end, frames/s per core, the best use
+of the cores (``INFER_CONCURRENCY`` x ``STEREO_ENCODER_THREADS``) and memory with a long segment.
+
 Writes ``BENCHMARKS.md`` (the part between its ``bench:begin``/``bench:end``
 markers; the rest of an existing file is kept) and prints the table last.
 """
@@ -61,10 +66,12 @@ class Plan:
     latency_size: int = 1 * MIB
     latency_monitoring_off: bool = True
     memory_sizes: tuple[int, ...] = (512 * MIB, 64 * MIB)
+    stereo: StereoPlan = field(default_factory=StereoPlan)
 
 
 QUICK = Plan(accel_segments=10, scaling_per_host=3, scaling_reference=False, overhead_segments=40,
-             latency_samples=8, latency_monitoring_off=False, memory_sizes=(128 * MIB, 16 * MIB))
+             latency_samples=8, latency_monitoring_off=False, memory_sizes=(128 * MIB, 16 * MIB),
+             stereo=STEREO_QUICK)
 
 
 def has_monitoring_setting() -> bool:
@@ -79,6 +86,7 @@ class Results:
     throughput: list[Throughput] = field(default_factory=list)
     latency: list[Latency] = field(default_factory=list)
     memory: list[Memory] = field(default_factory=list)
+    stereo: StereoResults | None = None
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     load: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
@@ -149,6 +157,8 @@ def run_all(plan: Plan, quick: bool, root: Path, only: set[str] | None, ov: Over
         for size in plan.memory_sizes:
             log_phase(results, f"memory: one {mib(size)} segment")
             results.memory.append(_guarded(functools.partial(memory, root, size, ov), Memory(size)))
+    if want("stereo"):
+        results.stereo = run_stereo(plan.stereo, root, rtt, ov, functools.partial(log_phase, results))
     results.finished = time.time()
     return results
 
@@ -156,9 +166,10 @@ def run_all(plan: Plan, quick: bool, root: Path, only: set[str] | None, ov: Over
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=HOW,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller counts (about 3 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller counts (about 5 minutes; the stereo family alone about 2)")
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="report file (default: BENCHMARKS.md)")
-    parser.add_argument("--only", help="comma-separated: accelerator,scaling,overhead,latency,memory")
+    parser.add_argument("--only", help="comma-separated: accelerator,scaling,overhead,latency,memory,stereo")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of every process)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a non-default setting for the project's processes (to try a change; repeatable)")
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {args.out}\n")
     print("\n".join(summary_table(res)))
     failed = [t.error for t in res.throughput if t.error] + [x.error for x in res.latency if x.error] + [
-        m.error for m in res.memory if m.error]
+        m.error for m in res.memory if m.error] + (res.stereo.errors() if res.stereo else [])
     return 1 if failed else 0
 
 

@@ -127,24 +127,32 @@ class Stack:
         return child
 
     def upload(self, job: str, count: int, size: int, threads: int = 8) -> list[str]:
-        """Upload ``count`` segments of ``job`` straight to the emulator (S3 notifies the raw queue).
+        """Upload ``count`` synthetic segments of ``size`` bytes as ``job`` (see ``upload_files``)."""
+        files = self.dir / "uploads"
+        files.mkdir(exist_ok=True)
+        paths = [files / f"{job}-{i}.mp4" for i in range(count)]
+        with concurrent.futures.ThreadPoolExecutor(min(threads, count)) as pool:
+            list(pool.map(lambda i: write_segment(paths[i], size, seed=i), range(count)))
+        try:
+            return self.upload_files(job, paths, threads=threads)
+        finally:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+    def upload_files(self, job: str, paths: list[Path], mode: str = "sbs", threads: int = 8) -> list[str]:
+        """Upload ``paths`` as the segments 0…n-1 of ``job`` straight to the emulator (S3 notifies the raw queue).
 
         One PUT per segment whatever its size: moto 5 sends two ``ObjectCreated`` events for a
         multipart upload (``CompleteMultipartUpload`` and ``Put``) where S3 sends one.
         """
-        files = self.dir / "uploads"
-        files.mkdir(exist_ok=True)
-        keys = [segment_key(job, i, count, "sbs") for i in range(count)]
+        keys = [segment_key(job, i, len(paths), mode) for i in range(len(paths))]
 
         def put(i: int) -> None:
-            path = files / f"{job}-{i}.mp4"
-            write_segment(path, size, seed=i)
-            with path.open("rb") as body:
+            with paths[i].open("rb") as body:
                 self.s3.put_object(Bucket=self.res.input_bucket, Key=keys[i], Body=body)
-            path.unlink()
 
-        with concurrent.futures.ThreadPoolExecutor(min(threads, count)) as pool:
-            list(pool.map(put, range(count)))
+        with concurrent.futures.ThreadPoolExecutor(min(threads, len(paths))) as pool:
+            list(pool.map(put, range(len(paths))))
         return keys
 
     def completions(self, since: float = 0.0) -> list[Request]:
@@ -172,6 +180,11 @@ class Stack:
         for page in pages:
             out.update({o["Key"]: int(o["Size"]) for o in page.get("Contents", [])})
         return out
+
+    def output(self, key: str) -> bytes:
+        """The bytes of the output object ``key``."""
+        data: bytes = self.s3.get_object(Bucket=self.res.output_bucket, Key=key)["Body"].read()
+        return data
 
     def emulator_cpu(self) -> float:
         return procs.cpu_seconds(procs.tree(self.emulator.pid))

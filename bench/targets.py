@@ -53,6 +53,16 @@ TARGETS: tuple[Target, ...] = (
     Target("latency p95", "latency", "95th percentile of upload → completion row, idle system", "≤", 0.8, " s"),
     Target("peak memory", "memory", "peak RSS of the worker's process tree (MB), largest segment", "≤", 160, " MB"),
     Target("memory growth", "memory", "peak RSS (MB), largest segment - smallest segment", "≤", 20, " MB"),
+    Target("stereo pipeline efficiency", "stereo", "worker segments/s ÷ model-alone segments/s, same segments, "
+           "INFER_CONCURRENCY=1 vs one model process", "≥", 0.95, "%"),
+    Target("stereo fps per core, 640x360 sbs", "stereo", "frames ÷ CPU seconds of the model alone, 2 s clip",
+           "≥", 45),
+    Target("stereo fps per core, 1280x720 sbs", "stereo", "frames ÷ CPU seconds of the model alone, 2 s clip",
+           "≥", 11),
+    Target("stereo fps per core moonshot", "stereo", "frames ÷ CPU seconds of the model alone, 640x360 sbs",
+           "≥", 60),
+    Target("stereo memory growth", "stereo", "|peak RSS (MB) of the worker's tree, 60 s segment - 2 s segment|",
+           "≤", 40, " MB"),
 )
 BY_NAME = {t.name: t for t in TARGETS}
 

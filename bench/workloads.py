@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from bench import logs
+from bench import logs, procs
 from bench.procs import Child, TreeMonitor
 from bench.stack import MIB, NO_OVERRIDES, Overrides, Stack, kind, stack, write_segment
 from tests.support.awsproxy import Request
@@ -274,30 +274,46 @@ def memory(root: Path, size: int, overrides: Overrides = NO_OVERRIDES) -> Memory
     """Peak resident memory of the worker's whole process tree while it processes one segment."""
     result = Memory(size)
     with stack(root, f"memory-{size // MIB}m", 0.0, overrides) as st:
-        worker = st.worker(1, {})
-        worker.wait_for_log("ready.", 180)
-        st.bridge({}).wait_for_log("bridge polling", 60)
-        monitor = TreeMonitor(worker.pid, interval=0.05).start()
-        time.sleep(2.0)
-        result.idle_rss = monitor.peak_rss
-        idle = dict(monitor.rss)
-        monitor.reset()
-        mark = time.time()
-        st.upload("mem", 1, size)
-        uploaded = time.time()
-        row = st.wait_completions(1, 0.0, 900)[0]
-        result.seconds = row.end - uploaded
-        time.sleep(1.0)
-        monitor.stop()
-        result.peak_rss, result.peak_pss, result.processes = monitor.peak_rss, monitor.peak_pss, monitor.peak_processes
-        pool = iter(range(1, 100))
-        result.per_process = [("main" if pid == worker.pid else f"pool process {next(pool)}", idle.get(pid, 0), peak)
-                              for pid, peak in sorted(monitor.hwm.items(), key=lambda kv: kv[0] != worker.pid)]
-        result.bytes_in, result.bytes_out = s3_bytes(st.proxy.requests(mark))
+        one_segment_memory(st, result, {}, lambda: st.upload("mem", 1, size))
         outputs = st.outputs("mem")
         result.verified = "output of the right size" if list(outputs.values()) == [size] else f"outputs {outputs}"
-        result.chains = len([r for r in logs.parse(worker.log(), "worker1") if r.task == logs.STAGES[0]])
     return result
+
+
+def one_segment_memory(st: Stack, result: Memory, extra: dict[str, str], submit: Callable[[], object],
+                       timeout: float = 900.0) -> None:
+    """Start a worker and the bridge on ``st``, then sample the worker's process tree idle and while it processes
+    the one segment that ``submit`` uploads: ``result``'s figures but ``verified``."""
+    worker, bridge = st.worker(1, extra), st.bridge(extra)  # started together: nothing is uploaded before both
+    worker.wait_for_log("ready.", 180)
+    bridge.wait_for_log("bridge polling", 60)
+    monitor = TreeMonitor(worker.pid, interval=0.05).start()
+    time.sleep(2.0)
+    result.idle_rss = monitor.peak_rss
+    idle = dict(monitor.rss)
+    monitor.reset()
+    mark = time.time()
+    submit()
+    uploaded = time.time()
+    row = st.wait_completions(1, mark, timeout)[0]
+    result.seconds = row.end - uploaded
+    time.sleep(1.0)
+    monitor.stop()
+    result.peak_rss, result.peak_pss, result.processes = monitor.peak_rss, monitor.peak_pss, monitor.peak_processes
+    result.per_process = [(name, idle.get(pid, 0), monitor.hwm[pid]) for pid, name in process_names(
+        worker.pid, sorted(monitor.hwm, key=lambda pid: pid != worker.pid))]
+    result.bytes_in, result.bytes_out = s3_bytes(st.proxy.requests(mark))
+    result.chains = len([r for r in logs.parse(worker.log(), worker.name) if r.task == logs.STAGES[0]])
+
+
+def process_names(main: int, pids: list[int]) -> list[tuple[int, str]]:
+    """A worker's processes by role: ``main``, ``model process`` (``video_worker.adapters.model_process``; numbered
+    when there are several) and ``pool process N`` (any other child: a prefork pool's)."""
+    models = [pid for pid in pids if procs.MODEL_PROCESS in procs.cmdline(pid)]
+    pool = iter(range(1, 100))
+    return [(pid, "main" if pid == main else
+             (f"model process {models.index(pid) + 1}" if len(models) > 1 else "model process") if pid in models
+             else f"pool process {next(pool)}") for pid in pids]
 
 
 R = TypeVar("R", bound=Outcome)
@@ -309,6 +325,11 @@ def _guarded(measure: Callable[[], R], failed: R) -> R:
         return measure()
     except Exception as exc:
         traceback.print_exc()
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        failed.error = f"{type(exc).__name__}: {first}"[:300]
+        failed.error = failure(exc)
         return failed
+
+
+def failure(exc: BaseException) -> str:
+    """An error as a result's ``error``: its type and the first line of its message."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"[:300]

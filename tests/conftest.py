@@ -32,6 +32,18 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         yield c
 
 
+@pytest.fixture
+def raw_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    """In-process moto (unit scope): an SQS client and one queue with no visibility timeout."""
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(k, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client = boto3.client("sqs", region_name=REGION)
+        url = client.create_queue(QueueName="raw", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+        yield client, url
+
+
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[str]:
     """A real moto server on a free loopback port; yields its endpoint URL."""

@@ -159,3 +159,16 @@ def test_worker_log_gives_each_stage_its_times() -> None:
     assert stats["infer"].wait == pytest.approx(0.1, abs=1e-3)
     assert stats["infer"].run == pytest.approx(1.0, abs=1e-3)
     assert stats["infer"].other_host == 0
+
+
+def test_stereo_model_alone_converts_back_to_back_in_a_fresh_process(tmp_path: Path) -> None:
+    from bench.stereo_alone import alone
+    from video_worker.models.stereo.synthetic import write_clip
+
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, seconds=0.4, width=64, height=48, fps=10, audio=False, gop=10)
+    run = alone([clip, clip], "sbs", tmp_path, "alone", {})
+
+    assert [(r.frames, r.output_size) for r in run.reports] == [(4, (128, 48)), (4, (128, 48))]
+    assert run.digests[0] == run.digests[1]  # the same input and settings give the same bytes
+    assert run.wall > 0 and run.cpu > 0 and run.cv_threads >= 1 and run.peak_rss > 0

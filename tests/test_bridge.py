@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from tests.support.events import s3_notification_body
 from video_worker.adapters.sqs import SqsQueue
@@ -16,17 +13,6 @@ from video_worker.bridge import Bridge
 from video_worker.events import SegmentEvent
 
 BUCKET = "in-bucket"
-
-
-@pytest.fixture
-def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(k, "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("sqs", region_name="us-east-1")
-        url = client.create_queue(QueueName="raw", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
-        yield client, url
 
 
 def _depth(client: Any, url: str) -> int:
@@ -43,8 +29,8 @@ def _bridge(client: Any, url: str, published: list[SegmentEvent], fail: bool = F
     return Bridge(SqsQueue(client, url), BUCKET, publish, wait_time_seconds=0, batch_size=10, publish_patience=0.5)
 
 
-def test_every_segment_record_becomes_one_chain_then_the_message_is_deleted(sqs: tuple[Any, str]) -> None:
-    client, url = sqs
+def test_every_segment_record_becomes_one_chain_then_the_message_is_deleted(raw_queue: tuple[Any, str]) -> None:
+    client, url = raw_queue
     body = json.loads(s3_notification_body(BUCKET, "segments/j/00000_00002_sbs.mp4", size=10, etag="e1"))
     body["Records"] += json.loads(s3_notification_body(BUCKET, "segments/j/00001_00002_sbs.mp4", size=10, etag="e2"))["Records"]
     client.send_message(QueueUrl=url, MessageBody=json.dumps(body))
@@ -55,8 +41,8 @@ def test_every_segment_record_becomes_one_chain_then_the_message_is_deleted(sqs:
     assert _depth(client, url) == 0
 
 
-def test_message_with_nothing_to_do_is_deleted(sqs: tuple[Any, str]) -> None:
-    client, url = sqs
+def test_message_with_nothing_to_do_is_deleted(raw_queue: tuple[Any, str]) -> None:
+    client, url = raw_queue
     client.send_message(QueueUrl=url, MessageBody=json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"}))
     client.send_message(QueueUrl=url, MessageBody=s3_notification_body("other-bucket", "segments/j/00000_00001_sbs.mp4", size=1, etag="e"))
     published: list[SegmentEvent] = []
@@ -69,8 +55,8 @@ def test_message_with_nothing_to_do_is_deleted(sqs: tuple[Any, str]) -> None:
     assert _depth(client, url) == 0
 
 
-def test_malformed_message_is_left_for_the_redrive_policy(sqs: tuple[Any, str], caplog: pytest.LogCaptureFixture) -> None:
-    client, url = sqs
+def test_malformed_message_is_left_for_the_redrive_policy(raw_queue: tuple[Any, str], caplog: pytest.LogCaptureFixture) -> None:
+    client, url = raw_queue
     client.send_message(QueueUrl=url, MessageBody="{not json")
     report = _bridge(client, url, []).poll_once()
     assert (report.malformed, report.deleted) == (1, 0)
@@ -78,8 +64,8 @@ def test_malformed_message_is_left_for_the_redrive_policy(sqs: tuple[Any, str], 
     assert any("is malformed" in r.getMessage() for r in caplog.records)
 
 
-def test_publish_failure_keeps_the_message(sqs: tuple[Any, str]) -> None:
-    client, url = sqs
+def test_publish_failure_keeps_the_message(raw_queue: tuple[Any, str]) -> None:
+    client, url = raw_queue
     client.send_message(QueueUrl=url, MessageBody=s3_notification_body(BUCKET, "segments/j/00000_00001_sbs.mp4", size=1, etag="e"))
     report = _bridge(client, url, [], fail=True).poll_once()
     assert (report.failed, report.deleted) == (1, 0)

@@ -127,9 +127,9 @@ def test_the_simulated_model_is_configured_by_settings(tmp_path: Path) -> None:
 
 
 def test_a_built_in_model_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from video_worker import inference
+    from video_worker import extras, inference
 
-    monkeypatch.setitem(inference.EXTRAS, "stereo", ("stereo", ("av", "no_such_video_library")))
+    monkeypatch.setitem(extras.EXTRAS, "stereo", ("av", "no_such_video_library"))
     message = r"MODEL 'stereo' needs the stereo extra: pip install 'video-worker\[stereo\]' " \
               r"\(missing: no_such_video_library\)"
     with pytest.raises(ConfigError, match=message):

@@ -176,3 +176,89 @@ def test_kombu_names_the_hooks_the_transport_overrides() -> None:
     for name, parameters in expected.items():
         assert list(inspect.signature(getattr(SQS.Channel, name)).parameters) == parameters, name
     assert callable(getattr(CeleryConsumer, "_flush_events", None))
+
+
+def test_celery_runs_a_task_through_what_it_assigned_to___trace__(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``worker/tasks.py`` ``PipelineTask.__trace__``: Celery's consumer (and prefork children) assign the task's
+    tracer to ``task.__trace__``; ``fast_trace_task`` calls it and unpacks ``trace_ok_t`` (retval, info, runtime,
+    retstr), ``info`` None on success and ``Info("REJECTED", Reject)`` for a ``Reject`` (``worker/affinity.py``)."""
+    from celery.app.trace import build_tracer, fast_trace_task
+
+    from video_worker.worker import affinity
+    from video_worker.worker.tasks import PipelineTask
+
+    app = Celery("contract", broker="memory://", set_as_current=False)
+
+    @app.task(base=PipelineTask, name="contract.stage")
+    def stage(value: int) -> int:
+        if value < 0:
+            raise Reject("refused", requeue=True)
+        return value * 2
+
+    after: list[str] = []
+    monkeypatch.setattr(affinity, "run_after", lambda _app, task_id: after.append(task_id))
+    stage.__trace__ = build_tracer(stage.name, stage, app.loader, "host", app=app)
+    localized = (app.tasks, {"application/json"}, "host")
+    failed, retstr, _ = fast_trace_task(stage.name, "t-1", {"id": "t-1"}, ((21,), {}, None), None, None,
+                                        _loc=localized)
+    assert (failed, retstr, after) == (0, "42", ["t-1"])
+    traced = affinity.tracer_of(app, stage)("t-2", (-1,), {}, {"id": "t-2"})
+    assert traced.info.state == "REJECTED" and isinstance(traced.info.retval, Reject)
+    assert after == ["t-1"], "the tracer Celery built does not run what follows (PipelineTask's does)"
+
+
+def test_celery_inspect_and_revoke_use_the_worker_state_sets_affinity_joins() -> None:
+    """``worker/affinity.py``: ``inspect active`` lists ``worker_state.active_requests`` by ``.info()``; ``control
+    revoke`` adds ids to ``worker_state.revoked`` and skips (does not mark) an active request."""
+    from celery.worker import control
+    from celery.worker import state as worker_state
+
+    from video_worker.worker.affinity import ActiveStage, Handover
+
+    stage = ActiveStage("t-active", "video_worker.infer", ({"job_id": "j"},), Handover([], {}, "p", "r", "h"))
+    state = SimpleNamespace(tset=set, app=Celery("contract", broker="memory://", set_as_current=False))
+    worker_state.active_requests.add(stage)
+    try:
+        [listed] = control.active(state)
+        assert listed["id"] == "t-active" and listed["name"] == "video_worker.infer"
+        control.revoke(state, "t-active")
+        control.revoke(state, "t-later")
+        assert {"t-active", "t-later"} <= set(worker_state.revoked)
+    finally:
+        worker_state.active_requests.discard(stage)
+        worker_state.revoked.clear()
+
+
+def test_celery_threads_see_the_default_app_not_the_one_made_current() -> None:
+    """``worker/context.py`` ``ProcessStart`` makes the worker's app the default: Celery's current app is per
+    thread, and what looks tasks up by name (OpenTelemetry's publish spans: ``celery.registry.tasks``) from a
+    thread of the threads pool finds the default app's."""
+    import threading
+
+    from celery import current_app
+
+    app = Celery("contract-current", broker="memory://", set_as_current=False)
+    app.set_current()
+    seen: list[Any] = []
+    thread = threading.Thread(target=lambda: seen.append(current_app._get_current_object()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not app
+
+
+def test_celery_names_the_worker_hooks_json_logs_override() -> None:
+    """``worker/logs.py``: ``app.Worker`` is ``subclass_with_self`` of ``celery.apps.worker.Worker`` whose
+    ``on_before_init``/``emit_banner``/``startup_info(artlines=)`` it overrides or calls; Celery's shutdown
+    notices are printed by the module's ``safe_say`` (looked up by name when called)."""
+    from celery.apps import worker as celery_worker_app
+
+    assert list(inspect.signature(celery_worker_app.Worker.on_before_init).parameters)[:2] == ["self", "quiet"]
+    assert callable(celery_worker_app.Worker.emit_banner)
+    assert "artlines" in inspect.signature(celery_worker_app.Worker.startup_info).parameters
+    nested = [c for c in celery_worker_app._shutdown_handler.__code__.co_consts if hasattr(c, "co_names")]
+    assert any("safe_say" in code.co_names for code in nested), "the signal handler calls safe_say by name"
+    app = create_app(Settings(input_bucket_name="in-bucket", output_bucket_name="out-bucket",
+                              segment_completions_table_name="completions"))
+    from video_worker.worker.logs import Worker
+
+    assert issubclass(app.Worker, Worker) and issubclass(app.Worker, celery_worker_app.Worker)

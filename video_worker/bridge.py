@@ -8,6 +8,9 @@ A malformed message is logged and
 left alone: after ``maxReceiveCount`` receives the queue's redrive policy moves
 it to the dead-letter queue. A failure to publish leaves the message to come
 back after its visibility timeout. The bridge never crashes on a message.
+Each message handled is reported to ``observe`` (the bridge's metrics) as
+``published``, ``skipped`` (no segment in it) or ``invalid`` (malformed), with
+the records it skipped; a message kept for a failed publish is not: it comes again.
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
-from video_worker import delivery
+from video_worker import delivery, logs
 from video_worker.errors import MalformedMessage, Undelivered, VideoWorkerError
-from video_worker.events import SegmentEvent, parse_message
+from video_worker.events import SegmentEvent, Skip, parse_message
 from video_worker.ports import MessageQueue, QueueMessage
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[SegmentEvent], None]
+Outcome = Literal["published", "skipped", "invalid"]
+#: Told of every message handled: its outcome and the records it skipped.
+Observe = Callable[[Outcome, list[Skip]], None]
 
 
 class _Interrupted(BaseException):
@@ -55,6 +62,7 @@ class Bridge:
         wait_time_seconds: int = 20,
         batch_size: int = 10,
         publish_patience: float = 10.0,
+        observe: Observe | None = None,
     ) -> None:
         self._queue = queue
         self._input_bucket = input_bucket
@@ -62,6 +70,7 @@ class Bridge:
         self._wait = wait_time_seconds
         self._batch = batch_size
         self._patience = publish_patience
+        self._observe: Observe = observe or (lambda _outcome, _skipped: None)
         self._backoff = delivery.ReceiveBackoff()
         self.stopping = threading.Event()
         self._receiving = False
@@ -142,22 +151,26 @@ class Bridge:
                 "message %s is malformed (%s); left for the dead-letter queue (receive %s)",
                 message_id, exc, message.receive_count or "?",
             )
+            self._observe("invalid", [])
             return False
         for skip in parsed.skipped:
             report.skipped += 1
             log.info("message %s: skipped %r/%r: %s", message_id, skip.bucket, skip.key, skip.reason)
         try:
             for event in parsed.segments:
-                delivery.patiently(functools.partial(self._publish, event),
-                                   f"message {message_id}: publishing a chain", patience=self._patience)
-                report.published += 1
-                log.info(
-                    "message %s: published chain for %r/%d of %d (%r)",
-                    message_id, event.payload.job_id, event.payload.segment_index,
-                    event.payload.total_segments, event.payload.segment_s3_uri,
-                )
+                with logs.bound(job_id=event.payload.job_id, segment_index=event.payload.segment_index,
+                                message_id=message_id):
+                    delivery.patiently(functools.partial(self._publish, event),
+                                       f"message {message_id}: publishing a chain", patience=self._patience)
+                    report.published += 1
+                    log.info(
+                        "message %s: published chain for %r/%d of %d (%r)",
+                        message_id, event.payload.job_id, event.payload.segment_index,
+                        event.payload.total_segments, event.payload.segment_s3_uri,
+                    )
         except Undelivered as exc:  # the broker refused: keep the message for redelivery
             report.failed += 1
             log.error("%s; it will be received again", exc)
             return False
+        self._observe("published" if parsed.segments else "skipped", parsed.skipped)
         return True

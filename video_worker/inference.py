@@ -21,6 +21,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from video_worker import extras
 from video_worker.errors import ConfigError
 from video_worker.ports import Model
 
@@ -35,10 +36,8 @@ BUILTIN: dict[str, str] = {
     "simulated": "video_worker.models.simulated:SimulatedAccelerator.from_settings",
     "stereo": "video_worker.models.stereo.model:from_settings",
 }
-#: What a built-in model needs that a bare install lacks: name → (the extra, the modules it brings).
-EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "stereo": ("stereo", ("av", "numpy", "cv2")),
-}
+#: The extra a built-in model needs that a bare install lacks (``extras.EXTRAS``): name → extra.
+MODEL_EXTRAS: dict[str, str] = {"stereo": "stereo"}
 #: A built-in model's start-up check of its own settings (cheap: no model is built): name → ``module:function``.
 CHECKS: dict[str, str] = {
     "stereo": "video_worker.models.stereo.settings:load_settings",
@@ -52,12 +51,8 @@ def process_segment(data: bytes) -> bytes:
 
 def missing_extra(name: str) -> str | None:
     """The one line naming the extra a built-in model needs and is not installed, or None."""
-    extra, modules = EXTRAS.get(name, ("", ()))
-    absent = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not absent:
-        return None
-    return (f"MODEL {name!r} needs the {extra} extra: pip install 'video-worker[{extra}]' "
-            f"(missing: {', '.join(absent)})")
+    extra = MODEL_EXTRAS.get(name)
+    return extras.problem(extra, f"MODEL {name!r}") if extra else None
 
 
 def check_model(name: str) -> None:

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from video_worker.errors import ConfigError
 from video_worker.inference import available_models, is_import_path
+from video_worker.logs import LogFormat
 from video_worker.retry import RetryPolicy, RetryRule
 from video_worker.stages import STAGE_NAMES, stage_limits
 
@@ -132,11 +133,23 @@ class Settings(BaseSettings):
     model_isolation: Literal["process", "inline"] = Field("process", validation_alias="MODEL_ISOLATION")
     model_start_timeout_seconds: float = Field(600.0, gt=0, validation_alias="MODEL_START_TIMEOUT_SECONDS")
 
+    # Log lines: human-readable text, or one JSON object each with the segment's identity (video_worker/logs.py).
+    log_format: LogFormat = Field("text", validation_alias="LOG_FORMAT")
+
     # Bridge.
     bridge_wait_time_seconds: int = Field(
         20, ge=0, le=20, validation_alias="BRIDGE_WAIT_TIME_SECONDS"
     )
     bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE")
+
+    # Prometheus metrics over HTTP (video_worker/worker/metrics.py, video_worker/ops/bridge_metrics.py); unset: off.
+    metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="METRICS_PORT")
+    bridge_metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="BRIDGE_METRICS_PORT")
+
+    @field_validator("metrics_port", "bridge_metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_sqs", "aws_endpoint_url_sns",
                      "aws_endpoint_url_dynamodb", "celery_broker_url", "video_worker_queue_url",

@@ -2,7 +2,7 @@
 
 Each copies its input like the pass-through model, unless the input holds a
 marker: ``POISON`` kills the process running it (SIGKILL), ``ABORT`` aborts
-it (SIGABRT, as a crashing native library does), ``HANG`` never returns,
+it (SIGABRT, as a crashing native library does), ``HANG`` never returns, ``REJECT`` rejects it (``ModelRejected``),
 ``DISKFULL`` fails with ENOSPC the first time a segment is seen (a marker
 file in ``MISBEHAVE_STATE_DIR`` remembers it) and then works.
 """
@@ -17,6 +17,7 @@ import signal
 import threading
 from pathlib import Path
 
+from video_worker.errors import ModelRejected
 from video_worker.segments import Mode
 
 
@@ -29,6 +30,8 @@ class Misbehaving:
             os.abort()
         if b"HANG" in head:
             threading.Event().wait()
+        if b"REJECT" in head:
+            raise ModelRejected("the model cannot convert this segment")
         if b"DISKFULL" in head:
             state = Path(os.environ["MISBEHAVE_STATE_DIR"]) / hashlib.sha256(head).hexdigest()
             if not state.exists():

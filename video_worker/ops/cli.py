@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from video_worker import logs
 from video_worker.errors import ConfigError, VideoWorkerError
 from video_worker.segments import MODES
 
@@ -34,6 +35,15 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     from video_worker.worker.chain import chain_publisher
 
     settings = load_settings()
+    logs.use_format(settings.log_format)
+    observe = None
+    if settings.bridge_metrics_port is not None:
+        from video_worker.ops.bridge_metrics import BridgeMetrics
+
+        metrics = BridgeMetrics()
+        metrics.serve(settings.bridge_metrics_port)
+        log.info("bridge metrics on :%d/metrics", settings.bridge_metrics_port)
+        observe = metrics.observe
     bridge = Bridge(
         SqsQueue(make_client("sqs", settings.aws), settings.require_queue_url()),
         settings.input_bucket_name,
@@ -41,6 +51,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         wait_time_seconds=settings.bridge_wait_time_seconds,
         batch_size=settings.bridge_batch_size,
         publish_patience=min(BRIDGE_PUBLISH_PATIENCE_SECONDS, settings.publish_patience_seconds),
+        observe=observe,
     )
     bridge.install_signal_handlers()
     bridge.run()
@@ -105,6 +116,26 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return replay_dead_letters(app, None if args.all else set(args.ids))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from video_worker.adapters.aws import make_client
+    from video_worker.adapters.dynamodb import DynamoCompletionStore
+    from video_worker.ops.status import show_status
+    from video_worker.settings import load_settings
+    from video_worker.worker.context import build_dead_letters
+
+    settings = load_settings()
+    completions = DynamoCompletionStore(make_client("dynamodb", settings.aws), settings.segment_completions_table_name)
+    return show_status(completions, build_dead_letters(settings), args.job_id, as_json=args.json,
+                       watching=args.watch, interval=args.interval, idle_timeout=args.idle_timeout)
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
+    return seconds
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from video_worker.ops.convert import convert
 
@@ -165,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("ids", nargs="*", metavar="ID")
     dlq_replay.add_argument("--all", action="store_true")
     dlq.set_defaults(func=cmd_dlq)
+
+    status = sub.add_parser("status", help="a job's progress: completed, missing and dead-lettered segments")
+    status.add_argument("job_id", metavar="JOB_ID")
+    status.add_argument("--json", action="store_true", help="one JSON object (with --watch: one per change)")
+    status.add_argument("--watch", action="store_true", help="follow the job until it is complete or idle")
+    status.add_argument("--interval", type=_positive_seconds, default=2.0, help="--watch: seconds between reads")
+    status.add_argument("--idle-timeout", type=_positive_seconds, default=300.0,
+                        help="--watch: stop (exit 1) after this many seconds without a change")
+    status.set_defaults(func=cmd_status)
 
     schemas = sub.add_parser("schemas", help="write the task payloads' JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from video_worker import extras
 from video_worker.inference import check_model
 from video_worker.segments import Mode
 
 
 def convert(src: Path, dst: Path, mode: Mode, preview: Path | None = None) -> int:
     """Convert ``src`` to ``dst``; print a report; ``preview`` gets one output frame as PNG."""
-    check_model("stereo")  # the stereo extra and STEREO_* settings: one line if not
+    extras.require("stereo", "video-worker convert")  # one line if not installed
+    check_model("stereo")  # its STEREO_* settings
     from video_worker.models.stereo.model import StereoModel
 
     model = StereoModel()

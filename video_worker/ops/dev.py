@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from video_worker import extras
 from video_worker.adapters.aws import make_client
 from video_worker.inference import check_model
 from video_worker.ops.demo import run_demo
@@ -94,8 +95,10 @@ def wait_for_completion(dynamodb: object, table: str, job_id: str, index: int, t
 def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool | None = None,
             flower_port: int = 5555) -> int:
     """``flower``: start Flower too (default: unless ``demo``). The demo runs the stereo model."""
+    extras.require("emulator", "video-worker dev")  # one line, before anything starts
     if demo:
-        check_model("stereo")  # the stereo extra and STEREO_* settings: one line if not, before anything starts
+        extras.require("stereo", "video-worker dev --demo (it runs MODEL=stereo)")
+        check_model("stereo")  # its STEREO_* settings
     server, endpoint = start_emulator(port)
     scratch = Path(tempfile.mkdtemp(prefix="video-worker-dev-"))
     os.environ.update(FAKE_CREDENTIALS)

@@ -1,44 +1,59 @@
-"""Chain affinity: the rest of a segment's chain runs on the host that holds its files.
+"""Chain affinity: the rest of a segment's chain runs on the host that holds its files, each stage a Celery task.
 
 The bridge publishes ``download → infer → upload → record`` as a Celery chain.
 Sent through the broker hop by hop, each step could land on another host with
 no copy of the files (a re-download, or a re-run of the model), and each hop
-costs three SQS requests and a poll's wait while the accelerator idles. So a
-stage task that succeeds runs the next stages of its chain itself, in the same
-worker slot, as long as they are pipeline stages bound for a queue this worker
-consumes, carry no arguments of their own and have no rate limit (Celery
-enforces rate limits in the consumer only). The message of the first task
-stays unacknowledged until the last local stage is done, so a worker that
-dies mid-chain leaves the whole chain to be redelivered.
+costs three SQS requests and a poll's wait while the accelerator idles. So when
+a stage succeeds, its task takes the rest of the chain over from Celery's
+tracer (``take_chain``, in the task body: the tracer then publishes nothing)
+and, once the task's own trace is over (``run_after``, called by
+``tasks.PipelineTask``'s tracer), runs the next stages in the same worker slot,
+each through Celery's own tracer: ``task_prerun``, ``task_postrun``,
+``task_success``, ``task_failure`` and ``task_retry`` fire with that stage's
+task id, name and arguments (what Sentry and OpenTelemetry hook), one after
+the other. When a stage hands the next one over (in its task body, inside its
+trace, where Celery would publish it), ``before_task_publish`` and
+``after_task_publish`` fire with the headers it would have been published with,
+and what receivers add to them (a trace context) is in the next stage's
+request, so tracing integrations link it to the stage before (one trace per
+segment).
+While a stage runs it is listed by ``celery inspect active``; a stage revoked
+before it starts (``celery control revoke <id>``) is not run: the segment ends
+there as a dead letter (``Revoked``) that ``dlq replay`` resumes.
 
-Each stage keeps the task id the chain gave it and sends the task events a
-worker sends (received, started, succeeded, failed, retried), so Flower and
-``celery events`` show all four tasks. A stage that fails transiently is
-re-published as its own task (same id, ``retries`` + 1, SQS ``DelaySeconds``)
-with the rest of the chain; one that fails for good is dead-lettered. Anything
-after the last local stage (a caller's own task, a rate-limited stage) is
-published with the last result, as Celery would have. ``CHAIN_AFFINITY=off``
-restores plain hop-by-hop chains.
+A stage runs here only if it is a pipeline stage bound for a queue this worker
+consumes, carries no arguments of its own, no callbacks and no rate limit
+(Celery enforces rate limits in the consumer only); otherwise it, and the rest
+of the chain, is published with the last result from the task body, patiently,
+where Celery would have (a broker that keeps refusing hands the segment's
+message back). The
+message of the first task stays unacknowledged until the last local stage is
+done, so a worker that dies mid-chain leaves the whole chain to be redelivered.
+Each stage sends the task events a worker sends (received, started, succeeded,
+failed, retried), so Flower shows all four tasks. ``CHAIN_AFFINITY=off``: every
+next step is published (still patiently).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from celery import Task
-from celery.canvas import Signature, signature
+from celery import Task, signals
+from celery.app.trace import build_tracer
+from celery.canvas import signature
 from celery.exceptions import Reject
 from celery.utils import uuid
 from celery.utils.saferepr import saferepr
+from celery.worker import state as worker_state
 
-from video_worker import delivery
-from video_worker.errors import Undelivered
-from video_worker.limits import Deadline
-from video_worker.segments import parse_payload
-from video_worker.stages import BY_NAME, STAGE_NAMES
-from video_worker.worker.failures import on_stage_failure
+from video_worker import delivery, logs
+from video_worker.errors import PermanentError, Undelivered
+from video_worker.stages import STAGE_NAMES
+from video_worker.worker.failures import letter_for, write_dead_letter
 
 if TYPE_CHECKING:
     from video_worker.worker.app import VideoWorkerApp
@@ -49,86 +64,194 @@ log = logging.getLogger(__name__)
 CONTINUED = frozenset(STAGE_NAMES[1:])
 
 
+class Revoked(PermanentError):
+    """An operator revoked the stage before it started (``celery control revoke``)."""
+
+
+@dataclass
+class Handover:
+    """What a finished stage leaves: the rest of its chain (next step last) and the result to feed it."""
+
+    steps: list[dict[str, Any]]
+    payload: Any
+    parent_id: str
+    root_id: str
+    hostname: str | None
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    #: What publish-signal receivers (a tracing integration) added to the next step's headers.
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+#: Handovers by (task id, thread): a retry keeps its task id, and its new run may start in another slot
+#: before the failed run's trace is over; each run takes only what it handed over itself.
+_pending: dict[tuple[str, int], Handover] = {}
+_pending_lock = threading.Lock()
+
+
+def take_chain(task: Task, result: Any) -> None:
+    """In a stage's task body, after it succeeded: keep the rest of its chain from Celery's tracer."""
+    request = task.request
+    steps = list(request.chain or [])
+    if not steps or request.is_eager:
+        return
+    request.chain = None  # Celery's tracer would publish it inside this task's trace
+    handover = Handover(steps, result, request.id, request.root_id or request.id, request.hostname,
+                        dict(request.delivery_info or {}))
+    step = steps[-1]
+    if not _runs_here(task.app, step):
+        _publish(task.app, handover)  # here, inside this task's trace, as Celery's tracer publishes a chain
+        return
+    step.setdefault("options", {}).setdefault("task_id", uuid())
+    handover.headers = _announce(step, step["options"]["task_id"], handover)
+    with _pending_lock:
+        _pending[(request.id, threading.get_ident())] = handover
+
+
+def _taken(task_id: str) -> Handover | None:
+    with _pending_lock:
+        return _pending.pop((task_id, threading.get_ident()), None)
+
+
+def continues(task_id: str) -> bool:
+    """Whether this slot (thread) runs a next stage once ``task_id``'s trace is over."""
+    with _pending_lock:
+        return (task_id, threading.get_ident()) in _pending
+
+
+def discard(task_id: str) -> None:
+    """Forget what ``task_id`` handed over in this slot (its trace failed outside the task body)."""
+    _taken(task_id)
+
+
 def _runs_here(app: VideoWorkerApp, step: dict[str, Any]) -> bool:
     name = step.get("task")
-    if name not in CONTINUED or step.get("args") or step.get("kwargs") or step.get("immutable"):
+    if (not app.settings.chain_affinity or name not in CONTINUED or step.get("args") or step.get("kwargs")
+            or step.get("immutable")):
         return False
     options = step.get("options") or {}
     if app.tasks[name].rate_limit or options.get("link") or options.get("link_error"):
-        return False  # Celery's consumer applies rate limits; its tracer runs callbacks
+        return False  # Celery's consumer applies rate limits; callbacks are Celery's to dispatch
     options = {k: v for k, v in options.items() if k in ("queue", "exchange", "routing_key")}
+    # Celery: ``app.amqp.router.route`` resolves a task's queue; ``amqp.queues.consume_from`` what we consume.
     queue = app.amqp.router.route(options, name)["queue"].name
     return queue in app.amqp.queues.consume_from
 
 
-def continue_chain(task: Task, app: VideoWorkerApp, result: dict[str, Any]) -> None:
-    """Run the next steps of ``task``'s chain here while they may (see the module's doc)."""
-    request = task.request
-    chain: list[dict[str, Any]] = list(request.chain or [])
-    if not chain or request.is_eager or not app.settings.chain_affinity:
-        return
-    request.chain = None  # from here on, this function dispatches what is left
-    events = app.context.stage_events(request.hostname)
-    parent_id, root_id = request.id, request.root_id or request.id
-    limits = app.settings.stage_time_limits
-    while chain and _runs_here(app, chain[-1]):
-        step = chain.pop()
-        step.setdefault("options", {}).setdefault("task_id", uuid())
-        name, task_id = step["task"], step["options"]["task_id"]
-        stage = BY_NAME[name]
-        events.send("task-received", uuid=task_id, name=name, args=saferepr((result,)), kwargs="{}",
-                    root_id=root_id, parent_id=parent_id, retries=0, eta=None, expires=None)
-        log.info("Task %s[%s] continued on this host", name, task_id)
-        events.send("task-started", uuid=task_id)
-        started = time.monotonic()
-        try:
-            deadline = Deadline.start(name, limits[name])
-            outcome = stage.run(parse_payload(stage.input, result), app.context.dependencies, deadline)
-        except Exception as exc:
-            _failed(app, events, step, chain, result, exc, parent_id, root_id)
-            return
-        nxt = outcome.model_dump(mode="json")
-        runtime = time.monotonic() - started
-        log.info("Task %s[%s] succeeded in %ss: %s", name, task_id, round(runtime, 6), saferepr(nxt))
-        events.send("task-succeeded", uuid=task_id, result=saferepr(nxt), runtime=runtime)
+def run_after(app: VideoWorkerApp, task_id: str) -> None:
+    """After a task's own trace: run here the stage it handed over, then the one that stage hands over, ..."""
+    handover = _taken(task_id)
+    while handover is not None:
+        handover = _run_stage(app, handover)
+
+
+def _announce(step: dict[str, Any], task_id: str, handover: Handover) -> dict[str, Any]:
+    """Fire the publish signals with the headers the step would be published with; return what receivers (a
+    tracing integration) added to them, which the stage's request then carries, as a consumed message's would."""
+    base: dict[str, Any] = {"lang": "py", "task": step["task"], "id": task_id, "root_id": handover.root_id,
+                            "parent_id": handover.parent_id, "retries": 0}
+    headers = dict(base)
+    body: tuple[Any, ...] = ((handover.payload,), {}, {"chain": handover.steps[:-1] or None})
+    routing_key = handover.delivery_info.get("routing_key")
+    signals.before_task_publish.send(sender=step["task"], body=body, exchange="", routing_key=routing_key,
+                                     headers=headers, properties={}, declare=[], retry_policy=None)
+    signals.after_task_publish.send(sender=step["task"], body=body, headers=headers, exchange="",
+                                    routing_key=routing_key)
+    return {key: value for key, value in headers.items() if key not in base}
+
+
+def _run_stage(app: VideoWorkerApp, handover: Handover) -> Handover | None:
+    """Run the next step of ``handover`` here through Celery's tracer; return what it hands over."""
+    step = handover.steps[-1]
+    name, task_id = step["task"], step["options"]["task_id"]  # given by ``take_chain``
+    with logs.bound(task_id=task_id, stage=name.rsplit(".", 1)[-1],
+                    **logs.segment_of(handover.payload)):  # until Celery's tracer makes the task current
+        return _trace_stage(app, handover, name, task_id)
+
+
+def _trace_stage(app: VideoWorkerApp, handover: Handover, name: str, task_id: str) -> Handover | None:
+    rest = handover.steps[:-1]
+    events = app.context.stage_events(handover.hostname)
+    args = (handover.payload,)
+    events.send("task-received", uuid=task_id, name=name, args=saferepr(args), kwargs="{}",
+                root_id=handover.root_id, parent_id=handover.parent_id, retries=0, eta=None, expires=None)
+    if task_id in worker_state.revoked:  # Celery: the ids ``celery control revoke`` sent this worker
+        _revoked(app, name, task_id, handover.payload)
+        events.send("task-revoked", uuid=task_id, terminated=False, signum=None, expired=False)
         events.flush_if_unbatched()
-        if getattr(outcome, "skipped", None):
-            return  # nothing left to do for this upload (a newer one's output is there)
-        result, parent_id = nxt, task_id
-    if chain:  # not for this host: publish the next step with the last result, as Celery would
-        _publish(app, signature(chain[-1], app=app), result, chain[:-1], parent_id, root_id)
-
-
-def _failed(app: VideoWorkerApp, events: Any, step: dict[str, Any], rest: list[dict[str, Any]],
-            payload: dict[str, Any], exc: Exception, parent_id: str, root_id: str) -> None:
-    """Retry the stage as a task of its own (with the rest of the chain), or dead-letter it."""
-    name, task_id = step["task"], step["options"]["task_id"]
-    # The retry's own events must not come first (a late RETRY would win in Flower): announce it before publishing.
-    retried = {"sent": False}
-
-    def republish(delay: int) -> None:
-        if not retried["sent"]:
-            events.send("task-retried", uuid=task_id, exception=saferepr(exc), traceback="")
-            events.flush_if_unbatched()
-            retried["sent"] = True
-        signature(step, app=app).apply_async((payload,), chain=rest or None, parent_id=parent_id, root_id=root_id,
-                                             retries=1, delay_seconds=delay)
-
-    decision = on_stage_failure(app, name, task_id, payload, exc, 0, republish)
-    if isinstance(decision, delivery.DeadLetterIt):
-        events.send("task-failed", uuid=task_id, exception=saferepr(exc), traceback="")
+        return None
+    added = handover.headers
+    request = {**added, "id": task_id, "task": name, "root_id": handover.root_id, "parent_id": handover.parent_id,
+               "retries": 0, "args": args, "kwargs": {}, "chain": rest or None, "hostname": handover.hostname,
+               "delivery_info": handover.delivery_info, "is_eager": False, "called_directly": False,
+               "correlation_id": task_id, "reply_to": None, "headers": added or None}
+    log.info("Task %s[%s] continued on this host", name, task_id)
+    events.send("task-started", uuid=task_id)
+    active = ActiveStage(task_id, name, args, handover)
+    worker_state.active_requests.add(active)
+    try:
+        traced = tracer_of(app, app.tasks[name])(task_id, args, {}, request)
+    finally:
+        worker_state.active_requests.discard(active)
+    # Celery: the tracer returns ``trace_ok_t(retval, info, runtime, retstr)``; ``info`` is None on success,
+    # else ``Info(state, retval)`` with the ``Retry`` or the exception.
+    info = traced.info
+    if info is not None and info.state == "REJECTED":  # the stage could not record its outcome anywhere:
+        events.flush_if_unbatched()
+        raise info.retval  # the segment's message goes back (Celery rejects the first task with requeue)
+    if info is None:
+        events.send("task-succeeded", uuid=task_id, result=traced.retstr, runtime=traced.runtime)
+    elif info.state == "RETRY":
+        events.send("task-retried", uuid=task_id, exception=saferepr(getattr(info.retval, "exc", None)),
+                    traceback="")
+    else:
+        events.send("task-failed", uuid=task_id, exception=saferepr(info.retval), traceback="")
     events.flush_if_unbatched()
+    return _taken(task_id)
 
 
-def _publish(app: VideoWorkerApp, step: Signature, payload: dict[str, Any], rest: list[dict[str, Any]],
-             parent_id: str, root_id: str) -> None:
-    """Hand ``step`` (and the chain after it) to the broker, patiently; if the broker keeps refusing,
-    the segment's message goes back to the queue (``Reject``), so the whole chain runs again rather than
-    being lost."""
+def tracer_of(app: VideoWorkerApp, task: Task) -> Any:
+    """Celery's tracer of ``task`` in this process, without what ``PipelineTask`` adds after it."""
+    inner = getattr(task, "celery_tracer", None)
+    if inner is None:
+        inner = task.celery_tracer = build_tracer(task.name, task, app.loader, task.request.hostname, app=app)
+    return inner
+
+
+def _revoked(app: VideoWorkerApp, name: str, task_id: str, payload: Any) -> None:
+    """A revoked stage ends its segment as a dead letter, so ``status`` shows it and ``dlq replay`` resumes it."""
+    log.warning("Task %s[%s] revoked before it started: the segment stops here (dead-lettered)", name, task_id)
+    reason = f"{name} was revoked before it started (celery control revoke)"
+    write_dead_letter(app, letter_for(name, task_id, payload, Revoked(reason), 1, reason))
+
+
+def _publish(app: VideoWorkerApp, handover: Handover) -> None:
+    """Hand the next step (and the chain after it) to the broker, patiently; if the broker keeps refusing,
+    the segment's message goes back to the queue (``Reject``): the whole chain runs again, nothing is lost."""
+    step = signature(handover.steps[-1], app=app)
+    rest = handover.steps[:-1] or None
     try:
         delivery.patiently(
-            lambda: step.apply_async((payload,), chain=rest or None, parent_id=parent_id, root_id=root_id),
+            lambda: step.apply_async((handover.payload,), chain=rest, parent_id=handover.parent_id,
+                                     root_id=handover.root_id),
             f"handing {step.task} to the broker", patience=app.settings.publish_patience_seconds)
     except Undelivered as undelivered:
         log.error("%s; the segment's message goes back to the queue", undelivered)
         raise Reject(undelivered, requeue=True) from undelivered
+
+
+class ActiveStage:
+    """A stage chain affinity is running, as ``celery inspect active`` lists it (``Request.info``'s shape)."""
+
+    def __init__(self, task_id: str, name: str, args: tuple[Any, ...], handover: Handover) -> None:
+        self.id, self.name, self.args = task_id, name, args
+        self.handover = handover
+        self.time_start = time.time()
+
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "args": saferepr(self.args) if safe else self.args,
+                "kwargs": {}, "type": self.name, "hostname": self.handover.hostname, "time_start": self.time_start,
+                "acknowledged": False, "delivery_info": self.handover.delivery_info, "worker_pid": None}
+
+    def terminate(self, pool: Any, signal: Any = None) -> None:
+        """``revoke --terminate``: a continued stage cannot be killed alone; it ends within its time limit."""
+        log.warning("cannot terminate %s[%s] on its own: it runs in its segment's slot", self.name, self.id)

@@ -13,6 +13,7 @@ package (``video_worker/monitoring``).
 from __future__ import annotations
 
 import sys
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,9 +23,11 @@ from celery.signals import worker_process_init
 from video_worker.errors import ConfigError
 from video_worker.per_process import PerProcess
 from video_worker.settings import Settings, load_settings
+from video_worker.worker import logs as worker_logs
 from video_worker.worker import tasks
 from video_worker.worker.context import ProcessContext, ProcessStart, init_process
 from video_worker.worker.heartbeat import VisibilityHeartbeat
+from video_worker.worker.metrics import MetricsEndpoint
 from video_worker.worker.stage_events import BUFFER_LIMIT
 from video_worker.worker.transport import TRANSPORT as PLAIN_TRANSPORT
 
@@ -48,6 +51,8 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         "polling_interval": settings.broker_polling_interval,
         "visibility_timeout": settings.broker_visibility_timeout,
     }
+    if settings.aws_endpoint_url_sns:  # else SNS (monitoring's fanout) follows the broker's endpoint
+        options["sns_endpoint_url"] = settings.aws_endpoint_url_sns
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "broker_transport_options": options,
@@ -72,6 +77,9 @@ class VideoWorkerApp(Celery):
 
     # One reply queue per process and thread, a fresh mailbox queue per worker start (SQS-friendly).
     control_cls = MONITORING_CONTROL
+    #: Celery's hard time limit where the pool does not enforce it (threads, solo; 0: none), set at worker
+    #: start (``context.ProcessStart``); None under prefork, whose pool enforces it (``tasks.time_limit``).
+    celery_time_limit: float | None = None
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("set_as_current", False)
@@ -89,6 +97,11 @@ class VideoWorkerApp(Celery):
             if "celery.bin.celery" in sys.modules:  # under the `celery` CLI: one line, no traceback
                 raise SystemExit(f"video-worker: {exc}") from None
             raise
+
+    @cached_property
+    def Worker(self) -> Any:
+        """Celery's worker application, with the start-up banner as one log line in JSON mode (``worker/logs``)."""
+        return self.subclass_with_self("video_worker.worker.logs:Worker")
 
     @property
     def settings(self) -> Settings:
@@ -113,6 +126,7 @@ def create_app(settings: Settings | None = None) -> VideoWorkerApp:
     app = VideoWorkerApp(settings)
     tasks.register(app)
     app.steps["worker"].add(ProcessStart)
+    app.steps["worker"].add(MetricsEndpoint)  # METRICS_PORT
     app.steps["consumer"].add(VisibilityHeartbeat)
     app.steps["consumer"].add(EVENT_BATCHING)
     return app
@@ -122,4 +136,5 @@ def default_app() -> VideoWorkerApp:
     """The app of ``celery -A video_worker``; its prefork children build their context when they start."""
     app = create_app()
     worker_process_init.connect(lambda **_: init_process(app), weak=False)
+    worker_logs.install(app)
     return app

@@ -29,12 +29,10 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from video_worker import delivery
 from video_worker.errors import BadMessage, VideoWorkerError, WorkerLost
 from video_worker.letters import RAW_BODY_LIMIT
-from video_worker.worker.failures import letter_for, write_dead_letter
+from video_worker.worker.failures import LOOP_PATIENCE_SECONDS, letter_for, write_dead_letter
 
 log = logging.getLogger(__name__)
 
-#: Seconds the consumer (the worker's event loop) may spend writing one dead letter before handing the message back.
-CONSUMER_PATIENCE_SECONDS = 5.0
 
 
 def receive_count(message: Any) -> int | None:
@@ -129,7 +127,7 @@ class Consumer(CeleryConsumer):
         letter = letter_for(name, task_id, _first_argument(message), problem, receive_count(message) or 1,
                             raw_message=raw_message(message))
         try:
-            write_dead_letter(self.app, letter, patience=CONSUMER_PATIENCE_SECONDS)
+            write_dead_letter(self.app, letter, patience=LOOP_PATIENCE_SECONDS)
         except Reject:
             message.reject_log_error(log, self.connection_errors, requeue=True)
             return

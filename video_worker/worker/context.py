@@ -33,6 +33,7 @@ from video_worker.inference import check_model, load_model
 from video_worker.ports import DeadLetterStore, ModelRunner
 from video_worker.settings import Settings
 from video_worker.stages import Dependencies
+from video_worker.worker.metrics import instrument, instrument_dead_letters
 from video_worker.worker.stage_events import StageEvents
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,11 @@ class ProcessContext:
 
     @property
     def dependencies(self) -> Dependencies:
-        return self._part("dependencies", lambda: build_dependencies(self.settings))
+        return self._part("dependencies", lambda: instrument(build_dependencies(self.settings)))
 
     @property
     def dead_letters(self) -> DeadLetterStore:
-        return self._part("dead_letters", lambda: build_dead_letters(self.settings))
+        return self._part("dead_letters", lambda: instrument_dead_letters(build_dead_letters(self.settings)))
 
     def use(self, **parts: Any) -> None:
         """Inject parts (``dependencies``, ``dead_letters``): tests, embedding."""
@@ -127,6 +128,13 @@ class ProcessStart(bootsteps.StartStopStep):
     requires = ("celery.worker.components:Pool",)
 
     def start(self, worker: Any) -> None:
+        # Celery's current app is per thread and the threads pool's threads have none: integrations that look
+        # tasks up by name (OpenTelemetry's publish spans) would find the default app's, not ours.
+        worker.app.set_default()
+        if not worker.pool_cls.__module__.endswith("prefork"):
+            # Prefork kills a process at Celery's hard limit itself; the threads and solo pools enforce none:
+            # there each stage's deadline takes it (``tasks.time_limit``). ``--time-limit`` or ``task_time_limit``.
+            worker.app.celery_time_limit = worker.time_limit or 0.0
         try:
             check_model(worker.app.settings.model)
             if not worker.pool_cls.__module__.endswith("prefork"):

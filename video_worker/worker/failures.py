@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds the worker's event loop (the consumer, Celery's signal handlers in the main process) may spend
+#: writing one dead letter before handing the message back: it must not stall the loop for a whole outage.
+LOOP_PATIENCE_SECONDS = 5.0
+
 
 def segment_of(data: Any) -> Segment | None:
     """The segment a (possibly invalid) task argument is about, for the dead letter."""

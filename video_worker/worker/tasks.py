@@ -12,9 +12,10 @@ can be published the message goes back (``Reject(requeue=True)``).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Reject, Retry
 
 from video_worker import delivery
@@ -24,14 +25,23 @@ from video_worker.segments import Segment, parse_payload
 from video_worker.stages import ENTRY_TASK, STAGES, Stage
 from video_worker.worker import affinity
 from video_worker.worker.chain import build_chain
-from video_worker.worker.failures import on_stage_failure
+from video_worker.worker.failures import LOOP_PATIENCE_SECONDS, letter_for, on_stage_failure, write_dead_letter
 
 if TYPE_CHECKING:
     from video_worker.worker.app import VideoWorkerApp
 
+log = logging.getLogger(__name__)
+
 
 class PipelineTask(Task):
-    """Base of the pipeline's tasks (late ack; a lost worker's message is redelivered)."""
+    """Base of the pipeline's tasks (late ack; a lost worker's message is redelivered).
+
+    Its tracer is Celery's, followed by chain affinity's ``run_after``: Celery assigns ``task.__trace__``
+    (``celery/worker/consumer/consumer.py`` ``Consumer.update_strategies``, and
+    ``celery/concurrency/prefork.py`` ``process_initializer`` in pool children) and calls it from
+    ``celery/app/trace.py`` ``fast_trace_task``; the property keeps Celery's as ``celery_tracer`` and gives
+    back one that runs the rest of the segment's chain once this task's own trace (and its signals) is over.
+    """
 
     acks_late = True
     reject_on_worker_lost = True
@@ -39,6 +49,28 @@ class PipelineTask(Task):
     acks_on_timeout = False
     #: Arguments are checked by ``_run``: wrong arguments end as a dead letter, not as a dropped message.
     typing = False
+    celery_tracer: Any = None
+
+    @property
+    def __trace__(self) -> Any:
+        inner = self.celery_tracer
+        if inner is None:
+            return None
+
+        def trace(uuid: str, args: Any, kwargs: Any, request: Any = None) -> Any:
+            try:
+                traced = inner(uuid, args, kwargs, request)
+            except BaseException:
+                affinity.discard(uuid)
+                raise
+            affinity.run_after(self.app, uuid)
+            return traced
+
+        return trace
+
+    @__trace__.setter
+    def __trace__(self, tracer: Any) -> None:
+        self.celery_tracer = tracer
 
 
 def only_payload(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -54,7 +86,7 @@ def _run(task: Task, app: VideoWorkerApp, stage: Stage, args: tuple[Any, ...], k
     payload: Any = {"args": list(args), "kwargs": kwargs}
     try:
         payload = only_payload(task.name, args, kwargs)
-        deadline = Deadline.start(stage.name, app.settings.stage_time_limits[stage.name])
+        deadline = Deadline.start(stage.name, time_limit(app, task, stage))
         result = stage.run(parse_payload(stage.input, payload), app.context.dependencies, deadline)
     except Exception as exc:
         if request.is_eager:
@@ -71,10 +103,26 @@ def _run(task: Task, app: VideoWorkerApp, stage: Stage, args: tuple[Any, ...], k
         raise classify(exc) from exc
     data = result.model_dump(mode="json")
     if not getattr(result, "skipped", None):
-        affinity.continue_chain(task, app, data)
+        affinity.take_chain(task, data)  # the rest runs (or is published) once this task's trace is over
     else:
         request.chain = None  # nothing left to do for this upload: stop the chain here
     return data
+
+
+def time_limit(app: VideoWorkerApp, task: Task, stage: Stage) -> float:
+    """The stage's limit: ``STAGE_TIME_LIMITS``, or Celery's hard limit when one is configured and shorter
+    (``--time-limit``/``task_time_limit``, the task's ``time_limit``, the message's ``timelimit`` header) in a
+    pool that does not enforce it (threads, solo: ``context.ProcessStart`` sets ``app.celery_time_limit``).
+    Under prefork Celery kills the process at its limit and the message comes again (``MAX_DELIVERIES``)."""
+    limits = [app.settings.stage_time_limits[stage.name]]
+    worker_limit = app.celery_time_limit
+    if worker_limit is None:  # prefork (or no worker): Celery's limits are the pool's to enforce
+        return limits[0]
+    header = task.request.timelimit or (None, None)
+    for configured in (header[1] if len(header) > 1 else None, task.time_limit, worker_limit):
+        if configured:
+            limits.append(float(configured))
+    return min(limits)
 
 
 def _start_chain(task: Task, app: VideoWorkerApp, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -111,3 +159,23 @@ def register(app: VideoWorkerApp) -> None:
     def process(self: Task, *args: Any, **kwargs: Any) -> str:
         """Entry point for non-Python publishers: start the chain for one segment."""
         return _start_chain(self, app, args, kwargs)
+
+
+@signals.task_revoked.connect
+def _dead_letter_revoked(sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False,
+                         **_: Any) -> None:
+    """A pipeline task revoked (or expired) before it ran: its segment ends as a dead letter, not silently.
+
+    Celery discards a revoked task's message (``celery/worker/request.py`` ``Request.revoked``) and sends
+    this signal; chain affinity does the same for the stages it runs (``affinity._revoked``).
+    """
+    if not isinstance(sender, PipelineTask) or request is None:
+        return
+    reason = f"{sender.name} was {'expired' if expired else 'revoked'} before it ran"
+    args = getattr(request, "args", None) or ()
+    letter = letter_for(sender.name, getattr(request, "id", None), args[0] if args else None,
+                        affinity.Revoked(reason), 1, reason)
+    try:
+        write_dead_letter(sender.app, letter, patience=LOOP_PATIENCE_SECONDS)
+    except Reject:
+        log.error("%s: could not write the dead letter of a revoked task", sender.name)

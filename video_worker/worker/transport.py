@@ -147,8 +147,9 @@ class Channel(SQS.Channel):
         if config is not None:
             client_config = client_config.merge(config)
         options: dict[str, Any] = {"use_ssl": self.is_secure if self.is_secure is not None else True}
-        if self.endpoint_url is not None:
-            options["endpoint_url"] = self.endpoint_url
+        endpoint = self.transport_options.get(f"{service}_endpoint_url") or self.endpoint_url
+        if endpoint is not None:  # the broker's, or ``sns_endpoint_url`` (``AWS_ENDPOINT_URL_SNS``) for SNS
+            options["endpoint_url"] = endpoint
         return aws.new_client(service, region_name=region, aws_access_key_id=access_key_id,
                               aws_secret_access_key=secret_access_key, aws_session_token=session_token,
                               config=client_config, **options)
