@@ -7,9 +7,10 @@ same picture content:
 1. **pipeline efficiency**: the first ``pipeline_segments`` 2 s segments converted back to back by the model alone
    (``bench/stereo_alone.py``: one fresh process, after ``warm_up``; before and, with ``alone_passes=2``, after the
    worker's run, so load from other jobs hits both), then by the worker as users start it (``celery -A video_worker
-   worker``, ``MODEL=stereo``, default settings: ``INFER_CONCURRENCY=1``) behind the proxy. Worker wall time = first
-   upload → last completion row; nothing is excluded (the model process is warmed up before the worker is ready,
-   as the model alone is), so the pipeline's fill (upload → first inference) and drain (last inference → row) count.
+   worker``, ``MODEL=stereo``, default settings but ``INFER_CONCURRENCY=1``, the model alone's) behind the proxy.
+   Worker wall time = first upload → last completion row; nothing is excluded (the model process is warmed up
+   before the worker is ready, as the model alone is), so the pipeline's fill (upload → first inference) and drain
+   (last inference → row) count.
 2. **frames/s per core**: fresh model-alone processes, one per case and round (round robin), each converting one
    2 s clip once; CPU time of the whole process; the phase split from ``ConversionReport.phases_cpu``.
 3. **both cores**: the worker on the first ``grid_segments`` segments for each (``INFER_CONCURRENCY``,
@@ -155,9 +156,7 @@ def worker_run(root: Path, name: str, segments: list[Path], *, round_trip: float
     emulator takes the next message, which then stays invisible for the visibility timeout (120 s).
     """
     result = Pipeline(len(segments), infer_concurrency, encoder_threads)
-    env = {"MODEL": "stereo"}
-    if infer_concurrency != 1:
-        env["INFER_CONCURRENCY"] = str(infer_concurrency)
+    env = {"MODEL": "stereo", "INFER_CONCURRENCY": str(infer_concurrency)}  # set: the default is one per core
     if encoder_threads != 1:
         env["STEREO_ENCODER_THREADS"] = str(encoder_threads)
     with stack(root, name, round_trip, overrides) as st:

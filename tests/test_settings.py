@@ -162,3 +162,17 @@ def test_broker_tls_follows_the_endpoint_unless_set(
     if tls:
         env.setenv("BROKER_USE_TLS", tls)
     assert celery_conf(load_settings())["broker_transport_options"]["is_secure"] is secure
+
+
+def test_infer_concurrency_defaults_to_the_models_own_and_the_setting_wins(
+    env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.delenv("INFER_CONCURRENCY", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert load_settings().infer_concurrency == 1  # passthrough: one model, one accelerator
+    env.setenv("MODEL", "stereo")
+    assert load_settings().infer_concurrency == 6  # a CPU model: one per core
+    env.setenv("INFER_CONCURRENCY", "2")
+    s = load_settings()
+    assert s.infer_concurrency == 2
+    assert Settings.model_validate_json(s.model_dump_json()).infer_concurrency == 2  # as the model process gets it

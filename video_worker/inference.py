@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ BUILTIN: dict[str, str] = {
 }
 #: The extra a built-in model needs that a bare install lacks (``extras.EXTRAS``): name → extra.
 MODEL_EXTRAS: dict[str, str] = {"stereo": "stereo"}
+#: Built-in models that run on the CPU: by default one inference per core (``default_infer_concurrency``).
+CPU_MODELS: frozenset[str] = frozenset({"stereo"})
 #: A built-in model's start-up check of its own settings (cheap: no model is built): name → ``module:function``.
 CHECKS: dict[str, str] = {
     "stereo": "video_worker.models.stereo.settings:load_settings",
@@ -133,3 +136,11 @@ def _takes_an_argument(factory: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+
+def default_infer_concurrency(name: str, cores: int | None = None) -> int:
+    """Inferences at a time when ``INFER_CONCURRENCY`` is unset: one per core for a CPU model, else 1 (one
+    accelerator per worker process; a GPU depth network under ``MODEL=stereo`` sets ``INFER_CONCURRENCY=1``)."""
+    if name in CPU_MODELS:
+        return max(1, cores if cores is not None else (os.cpu_count() or 1))
+    return 1

@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from video_worker.errors import ConfigError
-from video_worker.inference import available_models, is_import_path
+from video_worker.inference import available_models, default_infer_concurrency, is_import_path
 from video_worker.logs import LogFormat
 from video_worker.retry import RetryPolicy, RetryRule
 from video_worker.stages import STAGE_NAMES, stage_limits
@@ -103,8 +103,8 @@ class Settings(BaseSettings):
     # others download or upload (BENCHMARKS.md). Celery's -P / -c override these.
     worker_pool: Literal["threads", "prefork", "solo"] = Field("threads", validation_alias="WORKER_POOL")
     worker_concurrency: int = Field(3, ge=1, le=64, validation_alias="WORKER_CONCURRENCY")
-    # Inferences at a time per worker process (one model, one accelerator).
-    infer_concurrency: int = Field(1, ge=1, le=64, validation_alias="INFER_CONCURRENCY")
+    # Inferences at a time per worker process; unset: the model's default (``infer_concurrency``).
+    configured_infer_concurrency: int | None = Field(None, ge=1, le=64, validation_alias="INFER_CONCURRENCY")
     # The rest of a segment's chain runs on the host that ran its previous stage.
     chain_affinity: bool = Field(True, validation_alias="CHAIN_AFFINITY")
     worker_prefetch_multiplier: int = Field(
@@ -206,6 +206,14 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"limits must be between 0 and 43200 seconds (SQS's 12 h cap): {bad}")
         return value
+
+    @property
+    def infer_concurrency(self) -> int:
+        """``INFER_CONCURRENCY``, else 1 (one model, one accelerator), or one per core for a CPU model
+        (``MODEL=stereo``: measured 1.57x the segments/s of one on two cores, BENCHMARKS.md)."""
+        if self.configured_infer_concurrency is not None:
+            return self.configured_infer_concurrency
+        return default_infer_concurrency(self.model)
 
     @property
     def stage_time_limits(self) -> dict[str, float]:

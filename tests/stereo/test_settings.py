@@ -84,3 +84,26 @@ def test_model_fingerprint_uses_estimator_version() -> None:
 def test_settings_class_is_pydantic_settings() -> None:
     assert StereoSettings.model_config.get("frozen") is True
     assert StereoSettings.model_fields["divergence"].validation_alias == "STEREO_DIVERGENCE"
+
+
+@pytest.mark.parametrize(("processes", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 8, 4)])
+def test_opencv_gets_the_cores_divided_among_the_model_processes(processes: int, cores: int, threads: int) -> None:
+    from video_worker.models.stereo.model import opencv_threads
+
+    assert opencv_threads(processes, cores) == threads
+
+
+def test_the_worker_factory_sets_opencv_threads_from_infer_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    from video_worker.models.stereo.model import from_settings, opencv_threads
+    from video_worker.settings import Settings
+
+    before = cv2.getNumThreads()
+    try:
+        settings = Settings(input_bucket_name="a-b", output_bucket_name="c-d", segment_completions_table_name="e-f",
+                            model="stereo", configured_infer_concurrency=2)
+        assert isinstance(from_settings(settings), StereoModel)
+        assert cv2.getNumThreads() == opencv_threads(2)
+    finally:
+        cv2.setNumThreads(before)

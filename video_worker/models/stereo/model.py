@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -193,5 +194,17 @@ def _check(frame: av.VideoFrame, header: VideoHeader, index: int, last_pts: int 
 
 
 def from_settings(settings: object = None) -> StereoModel:
-    """``MODEL=stereo``: the model with its own settings (``STEREO_*``, ``MAX_FRAME_PIXELS``) from the environment."""
+    """``MODEL=stereo``: the model with its own settings (``STEREO_*``, ``MAX_FRAME_PIXELS``) from the environment.
+
+    Given the worker's settings, OpenCV gets the cores divided among the ``INFER_CONCURRENCY`` model processes,
+    so that two of them on two cores do not each start two threads (OpenCV's threads change no output byte).
+    """
+    concurrency = getattr(settings, "infer_concurrency", None)
+    if isinstance(concurrency, int):
+        cv2.setNumThreads(opencv_threads(concurrency))
     return StereoModel(load_settings())
+
+
+def opencv_threads(processes: int, cores: int | None = None) -> int:
+    """OpenCV threads for each of ``processes`` model processes sharing ``cores`` (this machine's by default)."""
+    return max(1, (cores if cores is not None else (os.cpu_count() or 1)) // max(1, processes))
