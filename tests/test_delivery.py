@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import itertools
+import random
 
 import pytest
 
@@ -83,12 +85,22 @@ def test_patiently_gives_up_after_its_patience_with_the_last_error() -> None:
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
+    tried: list[float] = []
+
     def refused() -> None:
+        tried.append(now[0])
         raise ConnectionError("broker down")
 
-    with pytest.raises(Undelivered, match=r"publishing the retry failed for 10s: ConnectionError: broker down"):
-        delivery.patiently(refused, "publishing the retry", patience=10, sleep=sleep, clock=lambda: now[0])
-    assert 5 <= now[0] <= 10
+    for seed in range(50):  # whatever the jitter: the whole patience is used, the last attempt at its end
+        now[0] = 0.0
+        tried.clear()
+        random.seed(seed)
+        with pytest.raises(Undelivered, match=r"publishing the retry failed for 10s: ConnectionError: broker down"):
+            delivery.patiently(refused, "publishing the retry", patience=10, sleep=sleep, clock=lambda: now[0])
+        assert tried[0] == 0.0 and tried[-1] == pytest.approx(10.0), seed
+        assert now[0] == pytest.approx(10.0), seed
+        gaps = [b - a for a, b in itertools.pairwise(tried)]
+        assert 0.25 <= gaps[0] <= 0.5 and max(gaps) <= 8.0, seed  # the backoff's bounds (PUBLISH_BACKOFF)
 
 
 def test_receive_backoff_grows_while_failing_and_resets_on_success() -> None:

@@ -90,8 +90,9 @@ def patiently(action: Callable[[], T], what: str, *, patience: float,
               sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> T:
     """Run ``action`` (a publish, a dead-letter write), retrying any failure with backoff for ``patience`` seconds.
 
-    Raises ``Undelivered`` (naming ``what`` and the last error) once the time is
-    spent: the caller then hands its message back rather than deleting it.
+    The last attempt is made when the patience runs out (a backoff is cut short to reach it, whatever the
+    jitter); a failure then raises ``Undelivered`` (naming ``what`` and the last error): the caller hands its
+    message back rather than deleting it.
     """
     deadline = clock() + patience
     attempt = 0
@@ -99,13 +100,13 @@ def patiently(action: Callable[[], T], what: str, *, patience: float,
         try:
             return action()
         except Exception as exc:
-            wait = backoff(attempt, PUBLISH_BACKOFF)
-            if clock() + wait > deadline:
+            remaining = deadline - clock()
+            if remaining <= 0:
                 raise Undelivered(f"{what} failed for {patience:g}s: {type(exc).__name__}: {exc}") from exc
             if attempt == 0:
                 log.warning("%s failed (%s: %s); trying again for up to %gs", what, type(exc).__name__, exc, patience)
             attempt += 1
-            sleep(wait)
+            sleep(min(backoff(attempt - 1, PUBLISH_BACKOFF), remaining))
 
 
 class ReceiveBackoff:
