@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from tests.support.flower import (
 )
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.adapters.aws import make_client
+from video_worker.ops.sample import sample_segment
 from video_worker.worker.app import create_app
 from video_worker.worker.chain import build_chain
 
@@ -145,18 +147,42 @@ def test_flower_tasks_page_renders_in_headless_chromium(aws: Aws, procs: Process
         shutil.copyfile(png, ROOT / "docs" / "flower-tasks.png")
 
 
-def test_dev_starts_flower_and_prints_its_url(tmp_path: Path) -> None:
+def test_dev_starts_flower_and_prints_what_another_shell_needs(tmp_path: Path) -> None:
+    """``video-worker dev``: Flower's URL, and exports with which ``submit`` and ``status`` in a clean shell reach
+    the emulator (README: "upload segments with video-worker submit using the environment it prints")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INPUT_", "OUTPUT_", "SEGMENT_"))}
     dev = subprocess.Popen([sys.executable, "-m", "video_worker", "dev", f"--flower-port={free_port()}"], env=env,
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert dev.stdout is not None
         lines = iter(dev.stdout.readline, "")
-        url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("flower: "))
+        exports: dict[str, str] = {}
+        for line in lines:
+            if line.startswith("  export "):
+                name, _, value = line.removeprefix("  export ").strip().partition("=")
+                exports[name] = value
+            if line.startswith("flower: "):
+                url = line.split(": ", 1)[1].strip()
+                break
         name = wait_until(lambda: next(iter(http_get(f"{url}/api/workers?status=1") or {}), None), 30, "a worker")
         assert name.startswith("celery@")
+
+        shell = {**env, **exports}
+        (tmp_path / "seg.mp4").write_bytes(sample_segment(50_000))
+        cli = [sys.executable, "-m", "video_worker"]
+        submit = subprocess.run([*cli, "submit", "seg.mp4", "--job-id", "from-shell", "--index", "0", "--total", "1",
+                                 "--mode", "sbs"], env=shell, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert submit.returncode == 0, submit.stderr
+
+        def complete() -> dict[str, object] | None:
+            out = subprocess.run([*cli, "status", "from-shell", "--json"], env=shell, capture_output=True, text=True,
+                                 timeout=60)
+            status = json.loads(out.stdout or "{}")
+            return status if status.get("state") == "complete" else None
+
+        assert wait_until(complete, 60, "the job to complete")["completed"] == [0]
     finally:
-        dev.send_signal(signal.SIGINT)
+        dev.send_signal(signal.SIGTERM)  # as a supervisor stops it: the children and the emulator go with it
         assert dev.wait(30) == 0
 
 

@@ -59,6 +59,19 @@ def dev_environment(endpoint: str, res: Resources, scratch: Path) -> dict[str, s
     return env
 
 
+#: What another shell needs to reach the emulator's resources (``client_environment``).
+CLIENT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_REGION", *FAKE_CREDENTIALS)
+
+
+def client_environment(env: dict[str, str], res: Resources) -> dict[str, str]:
+    """The emulator's endpoint, region, fake credentials and resource names, out of the children's ``env``."""
+    return {name: env[name] for name in (*CLIENT_VARIABLES, *res.env())}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def start_children(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     worker = [sys.executable, "-m", "celery", "-A", "video_worker", "worker", "-l", "INFO"]
     bridge = [sys.executable, "-m", "video_worker", "bridge"]
@@ -114,9 +127,10 @@ def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool |
     env = dev_environment(endpoint, res, scratch)
     if demo:
         env["MODEL"] = "stereo"
-    print(f"emulator: {endpoint}", flush=True)
-    for name, value in sorted(res.env().items()):
-        print(f"  {name}={value}", flush=True)
+    print(f"emulator: {endpoint}; for video-worker submit, status and dlq in another shell:", flush=True)
+    for name, value in sorted(client_environment(env, res).items()):
+        print(f"  export {name}={value}", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as Ctrl-C does: children and the emulator with it
     children = start_children(env)
     if flower if flower is not None else not demo:
         from video_worker.monitoring.flower import start_flower
