@@ -129,7 +129,6 @@ def test_unsafe_path_error_exists_for_symlinked_job_dirs(tmp_path: Path) -> None
 
 def test_sweep_removes_only_old_files(tmp_path: Path) -> None:
     import os
-    import time
 
     scratch = ScratchDir(tmp_path / "root")
     old = scratch.root / "job" / "00000.input.mp4"
@@ -164,20 +163,23 @@ def test_wrapped_transfer_errors_keep_their_meaning() -> None:
 
 
 class _Overlap:
-    """A model that notes how many inferences run at once."""
+    """A model that notes how many inferences run at once; each waits (up to 5 s) until ``expected`` run together,
+    so that the overlap the runner allows is reached whatever the threads' timing."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
         self.running = 0
         self.most = 0
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()
 
     def infer(self, src: Path, dst: Path, mode: Any) -> None:
-        with self.lock:
+        with self.changed:
             self.running += 1
             self.most = max(self.most, self.running)
-        time.sleep(0.05)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.most >= self.expected, timeout=5)
         PassthroughModel().infer(src, dst, mode)
-        with self.lock:
+        with self.changed:
             self.running -= 1
 
 
@@ -185,7 +187,7 @@ class _Overlap:
 def test_threads_share_the_model_at_most_infer_concurrency_at_a_time(
         clients: dict[str, Any], tmp_path: Path, slots: int) -> None:
     rt = dependencies(clients, tmp_path / "s")
-    model = _Overlap()
+    model = _Overlap(expected=slots)
     rt.model = InlineRunner(model, slots)
     downloaded = [stages.download(put_segment(clients, b"v" * 100, index=i), rt) for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
