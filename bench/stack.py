@@ -19,8 +19,8 @@ from botocore.config import Config
 from bench import procs
 from bench.procs import Child
 from tests.support.awsproxy import AwsProxy, Request
+from video_worker.keys import build_segment_key
 from video_worker.ops.provision import Resources, provision
-from video_worker.ops.submit import segment_key
 
 KIB, MIB = 1024, 1024 * 1024
 REPO = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ class Stack:
         One PUT per segment whatever its size: moto 5 sends two ``ObjectCreated`` events for a
         multipart upload (``CompleteMultipartUpload`` and ``Put``) where S3 sends one.
         """
-        keys = [segment_key(job, i, len(paths), mode) for i in range(len(paths))]
+        keys = [build_segment_key(job, i, len(paths), mode) for i in range(len(paths))]
 
         def put(i: int) -> None:
             with paths[i].open("rb") as body:

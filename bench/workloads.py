@@ -17,7 +17,7 @@ from bench import logs, procs
 from bench.procs import Child, TreeMonitor
 from bench.stack import MIB, NO_OVERRIDES, Overrides, Stack, kind, stack, write_segment
 from tests.support.awsproxy import Request
-from video_worker.ops.submit import segment_key
+from video_worker.keys import build_segment_key
 
 #: Three reference loops on one host, sharing its accelerator: the overlap a pipelined worker aims at.
 SHARED_LOOPS = "reference, 3 loops sharing the accelerator"
@@ -203,7 +203,7 @@ def latency(root: Path, system: str, *, samples: int, size: int, round_trip: flo
             job = f"lat{i}"
             before = len(st.completions())
             with path.open("rb") as body:
-                st.s3.put_object(Bucket=st.res.input_bucket, Key=segment_key(job, 0, 1, "sbs"), Body=body)
+                st.s3.put_object(Bucket=st.res.input_bucket, Key=build_segment_key(job, 0, 1, "sbs"), Body=body)
             event = time.time()
             row = st.wait_completions(before + 1, 0.0, 60)[-1]
             timings.append((row.end - event, event, row.end, job))

@@ -31,9 +31,9 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from video_worker.adapters.aws import make_client
+from video_worker.keys import build_segment_key
 from video_worker.ops.dev import dev_environment
 from video_worker.ops.provision import provision
-from video_worker.ops.submit import segment_key
 from video_worker.segments import Segment, s3_uri
 from video_worker.settings import Settings
 from video_worker.worker.app import build_chain, create_app
@@ -93,7 +93,7 @@ def scenario(endpoint: str, name: str, monitoring: bool, flower: bool, seconds: 
                                "monitoring": monitoring})
         app = create_app(settings)
         for i in range(chains):
-            key = segment_key(f"cost-{i}", 0, 1, "sbs")
+            key = build_segment_key(f"cost-{i}", 0, 1, "sbs")
             s3.put_object(Bucket=res.input_bucket, Key=key, Body=b"x" * 1024)
             build_chain(Segment(job_id=f"cost-{i}", segment_index=0, total_segments=1,
                                            segment_s3_uri=s3_uri(res.input_bucket, key), mode="sbs"), app).apply_async()

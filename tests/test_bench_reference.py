@@ -20,9 +20,8 @@ from tests.support.awsproxy import AwsProxy, count
 from tests.support.awsproxy.actions import json_action, s3_action
 from tests.support.stack import Aws
 from video_worker.adapters.aws import make_client
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 
 MIB = 1024 * 1024
 
@@ -41,7 +40,7 @@ def test_reference_loop_processes_each_segment_with_six_counted_requests(
     job = "bench-ref"
     sent = {i: sample_segment(20_000 + i, seed=i) for i in range(3)}
     for i, data in sent.items():
-        aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key(job, i, 3, "sbs"), Body=data)
+        aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key(job, i, 3, "sbs"), Body=data)
     env = {**aws.resources.env(), "AWS_ENDPOINT_URL": proxy.endpoint, "AWS_REGION": "us-east-1",
            "MODEL": "passthrough"}
 

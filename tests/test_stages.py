@@ -254,3 +254,70 @@ def test_a_newer_upload_replaces_the_output_with_the_next_generation(clients: di
     assert newer.output_generation == 2
     row = rt.completions.get("job-1", 2)
     assert row is not None and row.output_generation == 2 and row.source_etag == newer.source_etag
+
+
+class ContextModel:
+    """A model that reads the previous segment (``context_frames``): records what it was given."""
+
+    context_frames = 4
+
+    def __init__(self) -> None:
+        self.contexts: list[bytes | None] = []
+
+    def infer(self, src: Path, dst: Path, mode: str, context: Path | None = None) -> None:
+        self.contexts.append(context.read_bytes() if context is not None else None)
+        dst.write_bytes(src.read_bytes())
+
+
+def _with_context_model(rt: Dependencies, model: ContextModel, **fields: Any) -> Dependencies:
+    return Dependencies(**{**rt.__dict__, "model": InlineRunner(model), **fields})
+
+
+def test_a_model_that_reads_context_gets_the_previous_segment_and_the_row_says_so(
+        clients: dict[str, Any], tmp_path: Path) -> None:
+    model = ContextModel()
+    rt = _with_context_model(dependencies(clients, tmp_path / "s"), model)
+    before, data = sample_segment(9_000, seed=1), sample_segment(9_000, seed=2)
+    put_segment(clients, before, index=1)
+    seg = put_segment(clients, data, index=2)
+    done = stages.record(stages.upload(stages.infer(stages.download(seg, rt), rt), rt), rt)
+    assert model.contexts == [before] and done.seam_context == "previous"
+    item = clients["dynamodb"].get_item(
+        TableName=clients["res"].table, Key={"job_id": {"S": "job-1"}, "segment_index": {"N": "2"}})["Item"]
+    assert item["seam_context"] == {"S": "previous"}
+    assert list((tmp_path / "s").rglob("*.mp4")) == [], "the context file is removed too"
+    first = put_segment(clients, before, index=0)
+    assert stages.infer(stages.download(first, rt), rt).seam_context is None and model.contexts[-1] is None
+
+
+def test_a_previous_segment_uploaded_late_is_waited_for_then_the_segment_converts_without_it(
+        clients: dict[str, Any], tmp_path: Path) -> None:
+    model, slept = ContextModel(), []
+    before = sample_segment(9_000, seed=1)
+
+    def sleep(seconds: float) -> None:  # the previous segment arrives while the stage waits for it
+        slept.append(seconds)
+        if len(slept) == 2:
+            put_segment(clients, before, job="late", index=1)
+
+    rt = _with_context_model(dependencies(clients, tmp_path / "s"), model, sleep=sleep, context_wait_seconds=30.0)
+    seg = put_segment(clients, sample_segment(9_000, seed=2), job="late", index=2)
+    assert stages.infer(stages.download(seg, rt), rt).seam_context == "previous"
+    assert model.contexts == [before] and slept == [stages.CONTEXT_POLL_SECONDS] * 2
+
+    never = _with_context_model(dependencies(clients, tmp_path / "t"), model, sleep=lambda s: None,
+                                context_wait_seconds=0.0)
+    alone = put_segment(clients, sample_segment(9_000, seed=3), job="alone", index=3)
+    assert stages.infer(stages.download(alone, never), never).seam_context == "missing"
+    assert model.contexts[-1] is None
+
+
+def test_a_model_without_context_costs_no_request_for_the_previous_segment(
+        clients: dict[str, Any], tmp_path: Path) -> None:
+    rt = dependencies(clients, tmp_path / "s")
+    heads: list[str] = []
+    storage_head = rt.storage.head
+    rt.storage.head = lambda uri: heads.append(uri) or storage_head(uri)  # type: ignore[method-assign]
+    seg = put_segment(clients, sample_segment(9_000), index=3)
+    assert stages.infer(stages.download(seg, rt), rt).seam_context is None
+    assert not any("00002_" in uri for uri in heads)

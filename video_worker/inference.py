@@ -20,11 +20,13 @@ import inspect
 import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from video_worker import extras
 from video_worker.errors import ConfigError
 from video_worker.ports import Model
+from video_worker.segments import Mode
 
 if TYPE_CHECKING:
     from video_worker.settings import Settings
@@ -136,6 +138,20 @@ def _takes_an_argument(factory: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+
+def context_frames(model: Model) -> int:
+    """Frames of the previous segment ``model`` reads before a segment (``ports.Model``); 0 if it takes none."""
+    value = getattr(model, "context_frames", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def infer(model: Model, src: Path, dst: Path, mode: Mode, context: Path | None) -> None:
+    """``model.infer``, given ``context`` (the previous segment) only when the model declares it reads one."""
+    if context is not None and context_frames(model):
+        model.infer(src, dst, mode, context=context)  # type: ignore[call-arg]
+    else:
+        model.infer(src, dst, mode)
 
 
 def default_infer_concurrency(name: str, cores: int | None = None) -> int:

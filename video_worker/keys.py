@@ -12,7 +12,7 @@ import re
 
 from pydantic import ValidationError
 
-from video_worker.segments import Segment, check_job_id, s3_uri
+from video_worker.segments import Segment, check_job_id, s3_uri, split_s3_uri
 
 SEGMENT_PREFIX = "segments/"
 SEGMENT_SUFFIX = ".mp4"
@@ -61,6 +61,23 @@ def why_not_segment_key(key: str) -> str:
     if int(match["total"]) < 1 or int(match["index"]) >= int(match["total"]):
         return "segment index is not below total segments"
     return "not a segment key"
+
+
+def build_segment_key(job_id: str, segment_index: int, total_segments: int, mode: str) -> str:
+    """``segments/{job_id}/{segment_index:05d}_{total_segments:05d}_{mode}.mp4``."""
+    return f"{SEGMENT_PREFIX}{job_id}/{segment_index:05d}_{total_segments:05d}_{mode}{SEGMENT_SUFFIX}"
+
+
+def previous_segment(segment: Segment) -> Segment | None:
+    """The segment before ``segment`` in its job (same bucket, total and mode), or None for the first."""
+    if segment.segment_index == 0:
+        return None
+    bucket, _ = split_s3_uri(segment.segment_s3_uri)
+    index = segment.segment_index - 1
+    key = build_segment_key(segment.job_id, index, segment.total_segments, segment.mode)
+    return segment.model_copy(update={"segment_index": index, "segment_s3_uri": s3_uri(bucket, key),
+                                      "source_etag": None, "source_version_id": None, "source_sequencer": None,
+                                      "source_size": None})
 
 
 def build_output_segment_key(job_id: str, segment_index: int) -> str:

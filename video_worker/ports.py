@@ -132,6 +132,9 @@ class Model(Protocol):
     ``dst``'s folder exists; a partial ``dst`` is discarded by the caller.
     An optional ``warm_up()`` is called once, when the model is built; an optional
     ``fingerprint`` (a short string) names what shapes its output, and is recorded with each segment.
+    A model with temporal state declares ``context_frames`` (an int > 0): its ``infer`` then also takes
+    ``context=``, the previous segment of the same job when there is one (the worker fetches it), whose last
+    frames it reads first so that neighbouring segments join without a jump.
     """
 
     def infer(self, src: Path, dst: Path, mode: Mode) -> None: ...
@@ -140,11 +143,15 @@ class Model(Protocol):
 class ModelRunner(Protocol):
     """Runs the configured model on one segment within a deadline (in this process or another).
 
-    ``fingerprint``: the model's own hash of what shapes its output (settings, versions), if it has one.
+    ``fingerprint``: the model's own hash of what shapes its output (settings, versions), if it has one;
+    ``context_frames``: frames of the previous segment the model reads first (0: it takes no ``context``).
     """
 
     fingerprint: str | None
 
-    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None: ...
+    @property
+    def context_frames(self) -> int: ...
+
+    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline, context: Path | None = None) -> None: ...
 
     def close(self) -> None: ...

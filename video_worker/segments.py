@@ -18,6 +18,12 @@ from video_worker.ordering import Upload
 Mode = Literal["anaglyph", "sbs"]
 MODES: tuple[Mode, ...] = ("anaglyph", "sbs")
 JOB_ID_MAX_LENGTH = 128
+SeamContext = Literal["previous", "missing"] | None
+"""What a model that reads the previous segment (``ports.Model.context_frames``) had: ``previous``, its last
+frames (the cut joins without a jump); ``missing``, nothing (it was not uploaded in time: the cut may show a change
+in depth); None for a first segment or a model that reads none."""
+_SEAM_DESCRIPTION = ("previous: the model read the previous segment's last frames first; missing: it was not in the "
+                     "input bucket in time (the cut may show a change in depth); absent: first segment or no context")
 
 
 def check_job_id(value: str) -> str:
@@ -131,6 +137,7 @@ class Inferred(_Payload):
     model: str
     model_fingerprint: str | None = Field(None, max_length=128, description="what shaped the output (settings, "
                                                                           "versions), as the model reports it")
+    seam_context: SeamContext = Field(None, description=_SEAM_DESCRIPTION)
 
 
 class Uploaded(_Payload):
@@ -146,6 +153,7 @@ class Uploaded(_Payload):
     skipped: str | None = None
     model: str | None = None
     model_fingerprint: str | None = Field(None, max_length=128)
+    seam_context: SeamContext = Field(None, description=_SEAM_DESCRIPTION)
 
 
 class SegmentCompletion(_Payload):
@@ -167,6 +175,7 @@ class SegmentCompletion(_Payload):
     output_generation: int | None = None
     model: str | None = Field(None, description="the MODEL that made the output")
     model_fingerprint: str | None = Field(None, description="the model's hash of its output-shaping settings")
+    seam_context: SeamContext = Field(None, description=_SEAM_DESCRIPTION)
 
 
 #: The segment's name in the original design (and in callers' code).

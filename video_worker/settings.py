@@ -121,6 +121,9 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias="TASK_RETRY_OVERRIDES"
     )
     max_segment_bytes: int = Field(2 * 1024**3, ge=1, validation_alias="MAX_SEGMENT_BYTES")
+    # A model that reads the previous segment (MODEL=stereo) waits this long for it to be uploaded, then converts
+    # without it (the completion row says seam_context=missing).
+    context_wait_seconds: float = Field(60.0, ge=0, le=900, validation_alias="CONTEXT_WAIT_SECONDS")
     # Failures (video_worker/delivery.py): a message whose worker (or model process) died this many
     # times is dead-lettered; a publish that fails is tried again for this long before its message goes back.
     max_deliveries: int = Field(3, ge=1, le=100, validation_alias="MAX_DELIVERIES")

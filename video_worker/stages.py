@@ -31,16 +31,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from video_worker.errors import ObjectNotFound, SegmentTooLarge, TransientError, WriteConflict, classify
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, previous_segment
 from video_worker.limits import Deadline
 from video_worker.ordering import Upload
 from video_worker.ports import CompletionStore, ModelRunner, ObjectInfo, ObjectStorage, Scratch
-from video_worker.segments import Downloaded, Inferred, Segment, SegmentCompletion, Uploaded, s3_uri
+from video_worker.segments import Downloaded, Inferred, SeamContext, Segment, SegmentCompletion, Uploaded, s3_uri
 
 log = logging.getLogger(__name__)
 
 #: Conditional output writes lost to other chains of the same segment before giving up (a retry follows).
 WRITE_ATTEMPTS = 5
+#: Seconds between looks for a previous segment not uploaded yet (``_fetch_context``).
+CONTEXT_POLL_SECONDS = 2.0
 #: User metadata of an output object (x-amz-meta-*): which upload it was made from.
 META_ETAG, META_SEQUENCER, META_VERSION, META_GENERATION, META_MODEL = (
     "source-etag", "source-sequencer", "source-version-id", "generation", "model")
@@ -57,7 +59,10 @@ class Dependencies:
     scratch: Scratch
     output_bucket: str
     max_segment_bytes: int = 2 * 1024**3
+    #: How long ``infer`` waits for the previous segment to be uploaded, for a model that reads it (``context``).
+    context_wait_seconds: float = 60.0
     clock: Callable[[], float] = field(default=time.time)
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
 
 @contextlib.contextmanager
@@ -115,11 +120,50 @@ def already_done(segment: Segment, rt: Dependencies, known: ObjectInfo | None = 
     return None
 
 
-def _run_model(segment: Segment, src: Path, rt: Dependencies, deadline: Deadline | None) -> Path:
+def _run_model(segment: Segment, src: Path, rt: Dependencies, deadline: Deadline | None) -> tuple[Path, SeamContext]:
+    """Run the model on ``src``, with the previous segment as its context if it reads one: (output, context)."""
     dest = rt.scratch.path_for(segment, "output")
-    with _removed_on_failure(rt, dest), rt.scratch.writing(dest) as tmp:
-        rt.model.run(src, tmp, segment.mode, deadline or Deadline.none("video_worker.infer"))
-    return dest
+    context, seam = _fetch_context(segment, rt, deadline) if rt.model.context_frames else (None, None)
+    try:
+        with _removed_on_failure(rt, dest), rt.scratch.writing(dest) as tmp:
+            rt.model.run(src, tmp, segment.mode, deadline or Deadline.none("video_worker.infer"), context)
+    finally:
+        if context is not None:
+            rt.scratch.remove(context)
+    return dest, seam
+
+
+def _fetch_context(segment: Segment, rt: Dependencies, deadline: Deadline | None) -> tuple[Path | None, SeamContext]:
+    """The previous segment's input, downloaded for the model to read its last frames (``ports.Model``).
+
+    Segments of a job are uploaded together but in no set order: one not there yet is waited for, up to
+    ``context_wait_seconds`` (and the stage's deadline); after that the segment is converted without it, which the
+    log and the completion row (``seam_context``) say: its cut may show a change in depth.
+    """
+    previous = previous_segment(segment)
+    if previous is None:
+        return None, None
+    waited_until = time.monotonic() + rt.context_wait_seconds
+    while True:
+        try:
+            info = rt.storage.head(previous.segment_s3_uri)
+            break
+        except ObjectNotFound:
+            left = min(waited_until - time.monotonic(), deadline.remaining() if deadline else float("inf"))
+            if left <= 0:
+                log.warning("%r/%d: the previous segment %s is not in the input bucket after %gs; converting "
+                            "without it (the cut before this segment may show a change in depth)",
+                            segment.job_id, segment.segment_index, previous.segment_s3_uri, rt.context_wait_seconds)
+                return None, "missing"
+            rt.sleep(min(CONTEXT_POLL_SECONDS, left))
+    if info.size > rt.max_segment_bytes:
+        log.warning("%r/%d: the previous segment is %d bytes, over the limit; converting without it",
+                    segment.job_id, segment.segment_index, info.size)
+        return None, "missing"
+    dest = rt.scratch.path_for(previous, "input")
+    with rt.scratch.writing(dest) as tmp:
+        rt.storage.download(previous.segment_s3_uri, tmp, info.version_id, info.size, deadline)
+    return dest, "previous"
 
 
 def download(segment: Segment, rt: Dependencies, deadline: Deadline | None = None) -> Downloaded:
@@ -153,11 +197,11 @@ def infer(prev: Downloaded, rt: Dependencies, deadline: Deadline | None = None) 
             )
             src = _fetch_input(segment, rt, deadline)
             owned.append(src)
-        out = _run_model(segment, src, rt, deadline)
+        out, seam = _run_model(segment, src, rt, deadline)
     rt.scratch.remove(src)
     log.info("inferred %r/%d with %s", segment.job_id, segment.segment_index, rt.model_name)
     return Inferred(segment=segment, output=rt.scratch.describe(out), model=rt.model_name,
-                    model_fingerprint=rt.model.fingerprint)
+                    model_fingerprint=rt.model.fingerprint, seam_context=seam)
 
 
 def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -> Uploaded:
@@ -165,7 +209,7 @@ def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -
     a retry on this host uploads it instead of running the model again (elsewhere it is swept later)."""
     segment = prev.segment
     out = rt.scratch.holds(prev.output)
-    model, fingerprint = prev.model, prev.model_fingerprint
+    model, fingerprint, seam = prev.model, prev.model_fingerprint, prev.seam_context
     if out is None:
         log.warning(
             "output of %s/%d is not on this host (%s); fetching the input and running %s again",
@@ -174,7 +218,7 @@ def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -
         with _removed_on_failure(rt) as owned:
             src = _fetch_input(segment, rt, deadline)
             owned.append(src)
-            out = _run_model(segment, src, rt, deadline)
+            out, seam = _run_model(segment, src, rt, deadline)
         rt.scratch.remove(src)
         model, fingerprint = rt.model_name, rt.model.fingerprint
     uri = s3_uri(rt.output_bucket, build_output_segment_key(segment.job_id, segment.segment_index))
@@ -189,7 +233,7 @@ def upload(prev: Inferred, rt: Dependencies, deadline: Deadline | None = None) -
     if stale:
         log.info("skipping %r/%d: %s", segment.job_id, segment.segment_index, stale)
     return Uploaded(segment=segment, output_s3_uri=uri, generation=generation, skipped=stale, model=model,
-                    model_fingerprint=fingerprint)
+                    model_fingerprint=fingerprint, seam_context=seam)
 
 
 def _model_label(model: str, fingerprint: str | None) -> str:
@@ -247,6 +291,7 @@ def record(prev: Uploaded, rt: Dependencies, deadline: Deadline | None = None) -
         output_generation=prev.generation,
         model=prev.model,
         model_fingerprint=prev.model_fingerprint,
+        seam_context=prev.seam_context,
     )
     if rt.completions.put(completion):
         log.info("recorded %r/%d", segment.job_id, segment.segment_index)

@@ -23,9 +23,8 @@ import pytest
 
 from tests.support.awsproxy import AwsProxy
 from tests.support.stack import Aws, Proc, Processes, wait_until
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 
 
 @dataclass
@@ -68,7 +67,7 @@ def upload(aws: Aws, job: str, count: int, size: int = 20_000, mode: str = "sbs"
     sent = {i: sample_segment(size + i, seed=i) for i in range(count)}
 
     def put(i: int) -> None:
-        aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key(job, i, count, mode), Body=sent[i])
+        aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key(job, i, count, mode), Body=sent[i])
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(put, sent))

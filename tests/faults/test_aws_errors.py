@@ -14,7 +14,7 @@ import pytest
 from tests.faults.conftest import Outcome, Report, direct_broker, scratch_files, settle, upload, verify
 from tests.support.awsproxy import AwsProxy, Fault, json_error, s3_error
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.ops.submit import segment_key
+from video_worker.keys import build_segment_key
 
 pytestmark = pytest.mark.integration
 
@@ -108,9 +108,9 @@ def test_permanent_errors_end_as_dead_letters_not_losses(
     procs.bridge()
     started = time.monotonic()
     sent = upload(aws, "perm", 2, size=30_000)  # index 1: its output may not be written
-    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key("perm-big", 0, 1, "sbs"), Body=b"x" * 100_001)
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("perm-big", 0, 1, "sbs"), Body=b"x" * 100_001)
     missing = Segment(job_id="perm-gone", segment_index=0, total_segments=1, mode="sbs",
-                                 segment_s3_uri=s3_uri(aws.resources.input_bucket, segment_key("perm-gone", 0, 1, "sbs")))
+                                 segment_s3_uri=s3_uri(aws.resources.input_bucket, build_segment_key("perm-gone", 0, 1, "sbs")))
     build_chain(missing, create_app(aws.settings())).apply_async()
 
     def letters() -> list[dict[str, object]]:

@@ -11,7 +11,7 @@ import pytest
 from tests.faults.conftest import Outcome, Report, settle, upload, verify
 from tests.support.events import s3_notification_body
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.ops.submit import segment_key
+from video_worker.keys import build_segment_key
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def test_same_segment_twice_and_two_events_for_one_upload(aws: Aws, procs: Proce
     first = upload(aws, "twice", 2, size=30_000)
     settle(aws, "twice", first, 60)
     # Two more events for one upload (at-least-once delivery) ...
-    key = segment_key("twice", 0, 2, "sbs")
+    key = build_segment_key("twice", 0, 2, "sbs")
     etag = aws.s3.head_object(Bucket=aws.resources.input_bucket, Key=key)["ETag"].strip('"')
     body = s3_notification_body(aws.resources.input_bucket, key, size=len(first[0]), etag=etag)
     for _ in range(2):

@@ -162,7 +162,7 @@ def test_a_retry_the_broker_keeps_refusing_goes_back_to_the_queue(
 def test_a_dead_letter_the_queue_refuses_is_written_later_not_lost(
         aws: Aws, procs: Processes, proxy: AwsProxy, report: Report) -> None:
     """A permanent failure (source object gone) whose dead-letter SendMessage fails 3 times."""
-    from video_worker.ops.submit import segment_key
+    from video_worker.keys import build_segment_key
     from video_worker.segments import Segment, s3_uri
     from video_worker.worker.app import create_app
     from video_worker.worker.chain import build_chain
@@ -172,7 +172,7 @@ def test_a_dead_letter_the_queue_refuses_is_written_later_not_lost(
     worker = procs.worker(**_through_proxy(proxy), PUBLISH_PATIENCE_SECONDS="30")
     started = time.monotonic()
     gone = Segment(job_id="dlq-refused", segment_index=0, total_segments=1, mode="sbs",
-                              segment_s3_uri=s3_uri(aws.resources.input_bucket, segment_key("dlq-refused", 0, 1, "sbs")))
+                              segment_s3_uri=s3_uri(aws.resources.input_bucket, build_segment_key("dlq-refused", 0, 1, "sbs")))
     build_chain(gone, create_app(aws.settings())).apply_async()
     found = wait_until(lambda: dead_letters(procs), 90, "the dead letter")
     report.outcomes.append(Outcome("HTTP 500 on the dead-letter SendMessages of a permanent failure", 1, 0,

@@ -16,8 +16,8 @@ import pytest
 
 from tests.faults.conftest import Outcome, Report, dead_letters, scratch_files, settle, verify
 from tests.support.stack import Aws, Proc, Processes, wait_until
+from video_worker.keys import build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _upload_marked(aws: Aws, job: str, total: int, marked: dict[int, bytes]) -> 
     sent = {}
     for i in range(total):
         data = marked.get(i, b"") + sample_segment(20_000 + i, seed=i)
-        aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key(job, i, total, "sbs"), Body=data)
+        aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key(job, i, total, "sbs"), Body=data)
         sent[i] = data
     return sent
 

@@ -20,9 +20,8 @@ from tests.faults.conftest import Outcome, Report, direct_broker, stale_outputs
 from tests.support.awsproxy import AwsProxy, Fault, call
 from tests.support.events import s3_notification_body
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,7 @@ def _row_etag(aws: Aws, job: str) -> str | None:
 def test_an_older_chain_never_overwrites_a_newer_output(
         aws: Aws, procs: Processes, proxy: AwsProxy, report: Report, events: str) -> None:
     job = "race-" + events.split()[0].lower()
-    key, out_key = segment_key(job, 0, 1, "sbs"), build_output_segment_key(job, 0)
+    key, out_key = build_segment_key(job, 0, 1, "sbs"), build_output_segment_key(job, 0)
     older, newer = sample_segment(40_000, seed=1), sample_segment(41_000, seed=2)
     etags = {name: hashlib.md5(data).hexdigest() for name, data in (("older", older), ("newer", newer))}
     if events.startswith("LocalStack"):  # no notifications from moto: this test sends LocalStack's
@@ -78,7 +77,7 @@ def test_an_older_upload_whose_event_comes_last_is_skipped_before_download(
         aws: Aws, procs: Processes, report: Report) -> None:
     """Real sequencers, events delivered newest first: the older upload's chain stops at its first step."""
     job = "late-event"
-    key, out_key = segment_key(job, 0, 1, "sbs"), build_output_segment_key(job, 0)
+    key, out_key = build_segment_key(job, 0, 1, "sbs"), build_output_segment_key(job, 0)
     aws.s3.put_bucket_notification_configuration(Bucket=aws.resources.input_bucket, NotificationConfiguration={})
     older, newer = sample_segment(30_000, seed=3), sample_segment(31_000, seed=4)
     worker = procs.worker()

@@ -14,10 +14,9 @@ import av
 import pytest
 
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.dev import FAKE_CREDENTIALS
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 from video_worker.segments import Segment, s3_uri
 from video_worker.worker.app import create_app
 from video_worker.worker.chain import build_chain
@@ -67,7 +66,7 @@ def test_seed_env_vars_only_with_the_documented_commands(aws: Aws, procs: Proces
 
 
 def _payload(aws: Aws, job_id: str, data: bytes) -> Segment:
-    key = segment_key(job_id, 0, 1, "sbs")
+    key = build_segment_key(job_id, 0, 1, "sbs")
     # Straight into the bucket with the notification removed would bypass the
     # bridge; here the chain is started by the caller, and the bridge is not running.
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)

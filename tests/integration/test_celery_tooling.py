@@ -16,9 +16,8 @@ import pytest
 
 from tests.faults.conftest import dead_letters
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 from video_worker.segments import Segment, s3_uri
 from video_worker.stages import STAGE_NAMES
 from video_worker.worker.app import create_app
@@ -32,7 +31,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _put(aws: Aws, job: str, data: bytes, index: int = 0, total: int = 1) -> Segment:
-    key = segment_key(job, index, total, "sbs")
+    key = build_segment_key(job, index, total, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
     return Segment(job_id=job, segment_index=index, total_segments=total, mode="sbs",
                    segment_s3_uri=s3_uri(aws.resources.input_bucket, key))

@@ -17,10 +17,10 @@ import pytest
 
 from tests.support.awsproxy import AwsProxy
 from tests.support.stack import Aws, Processes, wait_until
+from video_worker.keys import build_segment_key
 from video_worker.ops.dev import FAKE_CREDENTIALS
 from video_worker.ops.provision import _create_table
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def _rows(dynamodb: Any, table: str, job: str) -> list[dict[str, Any]]:
 
 
 def _upload(aws: Aws, job: str) -> None:
-    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key(job, 0, 1, "sbs"),
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key(job, 0, 1, "sbs"),
                       Body=sample_segment(20_000))
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.support.stack import Aws, Processes, wait_until
+from video_worker.keys import build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 from video_worker.stages import STAGE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def _objects(text: str) -> list[dict[str, Any]]:
 def test_worker_and_bridge_log_json_lines_naming_the_segment(aws: Aws, procs: Processes) -> None:
     worker = procs.worker("json", LOG_FORMAT="json", PYTHONWARNINGS="default")
     bridge = procs.bridge(LOG_FORMAT="json")
-    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key("logged", 3, 5, "anaglyph"),
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("logged", 3, 5, "anaglyph"),
                       Body=sample_segment(20_000))
     wait_until(lambda: aws.completion_rows("logged"), 60, "the row")
     wait_until(lambda: any(line.get("stage") == "record" and "succeeded" in line["message"]

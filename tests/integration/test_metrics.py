@@ -18,8 +18,8 @@ from tests.faults.conftest import dead_letters
 from tests.support.events import s3_notification_body
 from tests.support.flower import free_port
 from tests.support.stack import Aws, Processes, wait_until
+from video_worker.keys import build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def _put(aws: Aws, job: str, data: bytes, index: int = 0, total: int = 1) -> str:
-    key = segment_key(job, index, total, "sbs")
+    key = build_segment_key(job, index, total, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
     return key
 

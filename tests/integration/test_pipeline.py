@@ -14,9 +14,9 @@ import pytest
 
 from tests.support.flower import ready
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key, submit_segment
+from video_worker.ops.submit import submit_segment
 from video_worker.segments import Segment, s3_uri
 from video_worker.worker.app import create_app
 from video_worker.worker.chain import build_chain
@@ -121,7 +121,7 @@ def test_chain_spread_over_two_hosts_without_shared_disk(aws: Aws, procs: Proces
     sent = {}
     for job_id, hosts in placements.items():
         data = sample_segment(200_000, seed=len(job_id))
-        key = segment_key(job_id, 0, 1, "sbs")
+        key = build_segment_key(job_id, 0, 1, "sbs")
         aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
         payload = Segment(
             job_id=job_id, segment_index=0, total_segments=1,

@@ -14,9 +14,8 @@ import pytest
 
 from tests.support.events import s3_notification_body
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 from video_worker.segments import Segment, s3_uri
 from video_worker.worker.app import create_app
 from video_worker.worker.chain import build_chain
@@ -39,7 +38,7 @@ def test_duplicate_events_for_one_upload_give_one_completion(aws: Aws, procs: Pr
     worker = procs.worker()
     procs.bridge()
     data = sample_segment(80_000, seed=5)
-    key = segment_key("dup-events", 0, 1, "sbs")
+    key = build_segment_key("dup-events", 0, 1, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
     etag = aws.s3.head_object(Bucket=aws.resources.input_bucket, Key=key)["ETag"].strip('"')
     # S3 delivers at least once: the same event arrives twice more, later.
@@ -60,7 +59,7 @@ def test_two_workers_racing_on_one_segment_end_with_one_output_and_one_row(aws: 
     a = procs.worker("race-a", scratch=procs.tmp / "a")
     b = procs.worker("race-b", scratch=procs.tmp / "b")
     data = sample_segment(700_000, seed=8)
-    key = segment_key("race", 0, 1, "sbs")
+    key = build_segment_key("race", 0, 1, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
     payload = Segment(job_id="race", segment_index=0, total_segments=1, mode="sbs",
                                  segment_s3_uri=s3_uri(aws.resources.input_bucket, key))
@@ -79,7 +78,7 @@ def test_two_workers_racing_on_one_segment_end_with_one_output_and_one_row(aws: 
 def test_a_new_upload_of_the_same_key_is_processed_again(aws: Aws, procs: Processes, tmp_path: Path) -> None:
     procs.worker()
     procs.bridge()
-    key = segment_key("reupload", 0, 1, "anaglyph")
+    key = build_segment_key("reupload", 0, 1, "anaglyph")
     out_key = build_output_segment_key("reupload", 0)
     first, second = sample_segment(60_000, seed=1), sample_segment(61_000, seed=2)
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=first)
@@ -94,7 +93,7 @@ def test_a_new_upload_of_the_same_key_is_processed_again(aws: Aws, procs: Proces
 
 def test_failed_chain_is_dead_lettered_then_replayed(aws: Aws, procs: Processes) -> None:
     worker = procs.worker()
-    key = segment_key("not-yet", 2, 3, "sbs")
+    key = build_segment_key("not-yet", 2, 3, "sbs")
     payload = Segment(job_id="not-yet", segment_index=2, total_segments=3,
                                  segment_s3_uri=s3_uri(aws.resources.input_bucket, key), mode="sbs")
     build_chain(payload, create_app(aws.settings())).apply_async()
@@ -123,7 +122,7 @@ def test_failed_chain_is_dead_lettered_then_replayed(aws: Aws, procs: Processes)
 def test_segments_over_the_size_limit_are_refused_before_download(aws: Aws, procs: Processes, tmp_path: Path) -> None:
     procs.worker(MAX_SEGMENT_BYTES="50000", scratch=tmp_path / "scratch")
     procs.bridge()
-    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key("huge", 0, 1, "sbs"), Body=b"x" * 50_001)
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("huge", 0, 1, "sbs"), Body=b"x" * 50_001)
     letters = wait_until(lambda: _dead_letters(procs), 60, "dead letter")
     assert letters[0]["error_type"] == "SegmentTooLarge"
     assert "50001 bytes; the limit is 50000" in str(letters[0]["error"])
@@ -155,7 +154,7 @@ def test_pickled_task_message_is_rejected_never_executed(aws: Aws, procs: Proces
     assert worker.alive()
     # The worker keeps working afterwards.
     data = sample_segment(20_000)
-    key = segment_key("after-pickle", 0, 1, "sbs")
+    key = build_segment_key("after-pickle", 0, 1, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=data)
     build_chain(Segment(job_id="after-pickle", segment_index=0, total_segments=1,
                                    segment_s3_uri=s3_uri(aws.resources.input_bucket, key), mode="sbs"),

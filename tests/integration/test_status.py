@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from tests.support.stack import Aws, Processes, wait_until
+from video_worker.keys import build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 
 
 def _put(aws: Aws, job: str, index: int, total: int, data: bytes) -> None:
-    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key(job, index, total, "sbs"), Body=data)
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key(job, index, total, "sbs"), Body=data)
 
 
 def _status(procs: Processes, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,11 +13,10 @@ import pytest
 
 from tests.faults.conftest import dead_letters
 from tests.support.stack import Aws, Processes, wait_until
-from video_worker.keys import build_output_segment_key
+from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.models.stereo.chunks import concat, split_at_keyframes
 from video_worker.models.stereo.synthetic import write_clip
 from video_worker.models.stereo.verify import problems, read_streams
-from video_worker.ops.submit import segment_key
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +34,7 @@ def segments(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def _upload(aws: Aws, job: str, paths: list[Path], mode: str) -> None:
     for index, path in enumerate(paths):
-        aws.s3.upload_file(str(path), aws.resources.input_bucket, segment_key(job, index, len(paths), mode))
+        aws.s3.upload_file(str(path), aws.resources.input_bucket, build_segment_key(job, index, len(paths), mode))
 
 
 def _output(aws: Aws, job: str, index: int, into: Path) -> Path:
@@ -69,7 +68,7 @@ def test_input_that_is_not_a_video_is_dead_lettered_and_the_worker_carries_on(
         aws: Aws, procs: Processes, segments: list[Path], tmp_path: Path) -> None:
     worker = procs.worker(**STEREO, MAX_FRAME_PIXELS="20000")
     procs.bridge()
-    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key("bad-input", 0, 3, "sbs"),
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("bad-input", 0, 3, "sbs"),
                       Body=b"this is not a video, just text " * 100)
     _upload(aws, "too-big", segments[:1], "sbs")  # 320x180 = 57 600 pixels > MAX_FRAME_PIXELS
     letters = wait_until(lambda: (d := dead_letters(procs)) and len(d) == 2 and d, 120, "two dead letters")
@@ -79,7 +78,7 @@ def test_input_that_is_not_a_video_is_dead_lettered_and_the_worker_carries_on(
     assert "not a readable video" in by_job["bad-input"]["error"] and by_job["bad-input"]["attempts"] == 1
     assert by_job["too-big"]["error_type"] == "ModelRejected" and "MAX_FRAME_PIXELS" in by_job["too-big"]["error"]
     assert aws.completion_rows("bad-input") == [] and aws.output(build_output_segment_key("bad-input", 0)) is None
-    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=segment_key("after-bad", 0, 1, "anaglyph"),
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("after-bad", 0, 1, "anaglyph"),
                       Body=_small_clip(tmp_path).read_bytes())
     wait_until(lambda: aws.completion_rows("after-bad"), 120, "a good segment after the bad ones")
     assert worker.alive()

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.stack import Aws, Proc, Processes, wait_until
+from video_worker.keys import build_segment_key
 from video_worker.ops.sample import sample_segment
-from video_worker.ops.submit import segment_key
 from video_worker.segments import Segment, s3_uri
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def ready(worker: Proc) -> bool:
 
 def put_segment(aws: Aws, job_id: str, size: int = 20_000) -> Segment:
     """Upload a segment straight to the input bucket and return the payload of its chain."""
-    key = segment_key(job_id, 0, 1, "sbs")
+    key = build_segment_key(job_id, 0, 1, "sbs")
     aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=key, Body=sample_segment(size, seed=len(job_id)))
     return Segment(job_id=job_id, segment_index=0, total_segments=1,
                               segment_s3_uri=s3_uri(aws.resources.input_bucket, key), mode="sbs")

@@ -17,7 +17,7 @@ from video_worker.adapters.aws import SDK_ERRORS, translate
 from video_worker.ordering import sortable_sequencer
 from video_worker.segments import SegmentCompletion
 
-_OPTIONAL_S = ("source_etag", "source_sequencer", "source_version_id", "model", "model_fingerprint")
+_OPTIONAL_S = ("source_etag", "source_sequencer", "source_version_id", "model", "model_fingerprint", "seam_context")
 
 
 class DynamoCompletionStore:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from video_worker import errors
 from video_worker.errors import ConfigError, StageTimeout, WorkerLost, classify
-from video_worker.inference import load_model
+from video_worker.inference import context_frames, infer, load_model
 from video_worker.limits import Deadline
 from video_worker.ports import Model
 from video_worker.segments import Mode
@@ -59,11 +59,12 @@ class InlineRunner:
     def __init__(self, model: Model, slots: int = 1) -> None:
         self.model = model
         self.fingerprint: str | None = getattr(model, "fingerprint", None)
+        self.context_frames = context_frames(model)
         self._slots = threading.BoundedSemaphore(slots)
 
-    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None:
+    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline, context: Path | None = None) -> None:
         with self._slots:
-            self.model.infer(src, dst, mode)
+            infer(self.model, src, dst, mode, context)
 
     def close(self) -> None:
         pass
@@ -91,7 +92,7 @@ def serve(conn: Connection) -> None:
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", (os.getpid(), getattr(model, "fingerprint", None))))
+    conn.send(("ready", (os.getpid(), getattr(model, "fingerprint", None), context_frames(model))))
     while True:
         try:
             request = conn.recv()
@@ -99,9 +100,9 @@ def serve(conn: Connection) -> None:
             return
         if request[0] != "infer":
             return
-        _, src, dst, mode = request
+        _, src, dst, mode, context = request
         try:
-            model.infer(Path(src), Path(dst), mode)
+            infer(model, Path(src), Path(dst), mode, Path(context) if context else None)
         except BaseException as exc:  # a model may raise anything; the parent gets our error tree
             error = classify(exc)
             conn.send(("error", type(error).__name__, str(error)))
@@ -160,6 +161,8 @@ class ProcessRunner:
         self.start_timeout = start_timeout
         #: What the model says shapes its output (``model.fingerprint``), known once a process has started.
         self.fingerprint: str | None = None
+        #: Frames of the previous segment the model reads (``model.context_frames``), known likewise.
+        self.context_frames = 0
         self._idle: queue.Queue[_Child | None] = queue.Queue()
         self._all: set[_Child] = set()
         self._lock = threading.Lock()
@@ -195,26 +198,27 @@ class ProcessRunner:
         if kind != "ready":
             child.stop(0)
             raise ConfigError(f"MODEL {self.model_name!r} failed to load: {detail}")
-        pid, self.fingerprint = detail
+        pid, self.fingerprint, self.context_frames = detail
         with self._lock:
             self._all.add(child)
         log.info("model %s ready in process %s (fingerprint %s)", self.model_name, pid, self.fingerprint)
         return child
 
-    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None:
+    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline, context: Path | None = None) -> None:
         child = self._idle.get()
         try:
             child = child or self._spawn()
-            self._run(child, src, dst, mode, deadline.restart())
+            self._run(child, (str(src), str(dst), mode, str(context) if context else None), deadline.restart())
         finally:
             with self._lock:
                 usable = child if child in self._all else None
             self._idle.put(usable)
 
-    def _run(self, child: _Child, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None:
-        """One request; a child that dies or overruns is discarded (a new one starts on next use)."""
+    def _run(self, child: _Child, paths: tuple[str, str, Mode, str | None], deadline: Deadline) -> None:
+        """One request (src, dst, mode, context); a child that dies or overruns is discarded (a new one starts on
+        next use)."""
         try:
-            child.conn.send(("infer", str(src), str(dst), mode))
+            child.conn.send(("infer", *paths))
             if not child.conn.poll(max(0.0, deadline.remaining())):
                 self._discard(child)
                 raise StageTimeout(f"{deadline.expired()}; model process {child.process.pid} killed")

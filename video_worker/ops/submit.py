@@ -7,12 +7,8 @@ from typing import Any
 
 from video_worker.adapters.aws import SDK_ERRORS, translate
 from video_worker.errors import InvalidPayload
-from video_worker.keys import parse_segment_key
+from video_worker.keys import build_segment_key, parse_segment_key
 from video_worker.segments import s3_uri
-
-
-def segment_key(job_id: str, index: int, total: int, mode: str) -> str:
-    return f"segments/{job_id}/{index:05d}_{total:05d}_{mode}.mp4"
 
 
 def submit_segment(
@@ -21,7 +17,7 @@ def submit_segment(
     """Upload ``file`` as segment ``index`` of ``total``; return its S3 URI."""
     if not file.is_file():
         raise InvalidPayload(f"no such file: {file}")
-    key = segment_key(job_id, index, total, mode)
+    key = build_segment_key(job_id, index, total, mode)
     if parse_segment_key(bucket, key) is None:
         raise InvalidPayload(f"not a valid segment: {key!r}")
     try:

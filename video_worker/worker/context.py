@@ -64,6 +64,7 @@ def build_dependencies(settings: Settings) -> Dependencies:
         scratch=scratch,
         output_bucket=settings.output_bucket_name,
         max_segment_bytes=settings.max_segment_bytes,
+        context_wait_seconds=settings.context_wait_seconds,
     )
 
 

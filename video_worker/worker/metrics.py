@@ -237,10 +237,14 @@ class MeteredModel:
     def fingerprint(self, value: str | None) -> None:
         self._inner.fingerprint = value
 
-    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline) -> None:
+    @property
+    def context_frames(self) -> int:
+        return self._inner.context_frames
+
+    def run(self, src: Path, dst: Path, mode: Mode, deadline: Deadline, context: Path | None = None) -> None:
         started = time.perf_counter()
         try:
-            self._inner.run(src, dst, mode, deadline)
+            self._inner.run(src, dst, mode, deadline, context)
         finally:
             self._metrics.model_seconds.inc(time.perf_counter() - started)
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import av
 import av.video.reformatter
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from video_worker.errors import ModelRejected
 
@@ -27,6 +30,8 @@ from .source import VideoHeader, open_source, read_header, short_error
 from .timing import ConversionReport, PhaseClock
 from .versions import fingerprint
 
+log = logging.getLogger(__name__)
+
 MODES: tuple[Mode, ...] = ("anaglyph", "sbs")
 
 
@@ -35,6 +40,10 @@ class StereoModel:
 
     Safe to call from several threads: each thread converts with its own ``fork()`` of the estimator (fresh
     per-segment state, shared weights); an estimator without ``fork`` is used by one conversion at a time.
+
+    Segments of one video join without a jump in depth: given the previous segment (``context``), the estimator
+    first runs over its last ``context_frames`` frames, so its temporal state (motion cue, smoothing, a network's
+    normalisation range) at this segment's first frame is what a conversion of the whole video would have had.
     """
 
     def __init__(self, settings: StereoSettings | None = None, estimator: DepthEstimator | None = None) -> None:
@@ -44,9 +53,14 @@ class StereoModel:
         self._local = threading.local()
         self._lock = threading.Lock()
 
-    def infer(self, src: Path, dst: Path, mode: Literal["anaglyph", "sbs"]) -> None:
-        """Convert the segment at ``src`` into a stereo segment at ``dst`` (mp4)."""
-        self.convert(src, dst, mode)
+    @property
+    def context_frames(self) -> int:
+        """Frames of the previous segment this model reads before a segment (``STEREO_CONTEXT_FRAMES``)."""
+        return self.settings.context_frames
+
+    def infer(self, src: Path, dst: Path, mode: Literal["anaglyph", "sbs"], context: Path | None = None) -> None:
+        """Convert the segment at ``src`` into a stereo segment at ``dst`` (mp4); ``context``: the previous one."""
+        self.convert(src, dst, mode, context=context)
 
     def warm_up(self, work_dir: Path | None = None) -> None:
         """Run a tiny synthetic clip through the estimator, renderer and encoder (both modes) once."""
@@ -61,7 +75,7 @@ class StereoModel:
                 self.convert(clip, Path(tmp) / f"warm-{mode}.mp4", mode)
 
     def convert(self, src: Path, dst: Path, mode: Literal["anaglyph", "sbs"],
-                preview: Path | None = None) -> ConversionReport:
+                preview: Path | None = None, context: Path | None = None) -> ConversionReport:
         """Convert like ``infer`` and report frames and per-phase time; ``preview`` gets the middle frame as PNG."""
         if mode not in MODES:
             raise ModelRejected(f"mode {mode!r} is not anaglyph or sbs")
@@ -69,16 +83,16 @@ class StereoModel:
         try:
             if fork is None:
                 with self._lock:
-                    return self._convert(src, dst, mode, preview, self.estimator)
+                    return self._convert(src, dst, mode, preview, context, self.estimator)
             estimator = getattr(self._local, "estimator", None)
             if estimator is None:
                 estimator = self._local.estimator = fork()
-            return self._convert(src, dst, mode, preview, estimator)
+            return self._convert(src, dst, mode, preview, context, estimator)
         except BaseException:
             dst.unlink(missing_ok=True)
             raise
 
-    def _convert(self, src: Path, dst: Path, mode: Mode, preview: Path | None,
+    def _convert(self, src: Path, dst: Path, mode: Mode, preview: Path | None, context: Path | None,
                  estimator: DepthEstimator) -> ConversionReport:
         clock = PhaseClock()
         s = self.settings
@@ -94,13 +108,15 @@ class StereoModel:
                 estimator.reset()
                 run = _Run(s, estimator, header, composer, sink, clock, preview)
                 clock.start()
+                primed = run.prime(context) if context is not None and s.context_frames else 0
                 for frame in _frames(inp, video, header, sink, clock):
                     run.add(frame)
                 run.flush()
                 sink.encode(None)
                 clock.lap("encode")
         return ConversionReport.build(run.count, clock, mode=mode, input_size=(header.width, header.height),
-                                      output_size=composer.size, fingerprint=self.fingerprint)
+                                      output_size=composer.size, fingerprint=self.fingerprint,
+                                      context_frames=primed)
 
 
 class _Run:
@@ -118,11 +134,36 @@ class _Run:
         self.preview_index = header.frames // 2
         self._scaler = av.video.reformatter.VideoReformatter()
 
-    def add(self, frame: av.VideoFrame) -> None:
+    def working_rgb(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, npt.NDArray[np.uint8]]:
+        """The frame as the renderer takes it (4:2:0) and as the estimator takes it (RGB at the working size)."""
         frame = as_yuv420(frame)
         w, h = self.size
         small = self._scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
-        self.small[len(self.frames)] = small.to_ndarray()
+        return frame, cast(npt.NDArray[np.uint8], small.to_ndarray())
+
+    def prime(self, context: Path) -> int:
+        """Run the estimator over the last ``context_frames`` frames of the previous segment (outputs dropped).
+
+        Returns the frames used: 0 when the previous segment cannot be read or its frames differ in size (the
+        segment is then converted as if it were the first; the seam may show a change in depth).
+        """
+        want = self.settings.context_frames
+        try:
+            tail = _last_frames(context, want, self)
+        except (ModelRejected, av.FFmpegError, OSError) as exc:
+            log.warning("previous segment %s not used as context: %s", context.name, short_error(exc))
+            return 0
+        if not tail:
+            return 0
+        batch = len(self.small)
+        for start in range(0, len(tail), batch):
+            self.estimator.estimate(np.stack(tail[start : start + batch]))
+        self.clock.lap("depth")
+        return len(tail)
+
+    def add(self, frame: av.VideoFrame) -> None:
+        frame, small = self.working_rgb(frame)
+        self.small[len(self.frames)] = small
         self.frames.append(frame)
         self.clock.lap("decode")
         if len(self.frames) == len(self.small):
@@ -148,6 +189,35 @@ class _Run:
             self.count += 1
             self.clock.lap("encode")
         self.frames.clear()
+
+
+def _last_frames(path: Path, count: int, run: _Run) -> list[npt.NDArray[np.uint8]]:
+    """The last ``count`` frames of the segment at ``path`` at the working size: decoding starts at the keyframe
+    before them (a seek), or at the start when the container gives no duration."""
+    with closing(open_source(path)) as inp:
+        header = read_header(inp, run.settings.max_frame_pixels)
+        if (header.width, header.height) != (run.header.width, run.header.height):
+            raise ModelRejected(f"its frames are {header.width}x{header.height}, this segment's "
+                                f"{run.header.width}x{run.header.height}")
+        video = inp.streams.video[0]
+        video.codec_context.thread_count = run.settings.encoder_threads
+        tail: deque[npt.NDArray[np.uint8]] = deque(maxlen=count)
+        seek_to = _tail_start(video, count)
+        if seek_to is not None:
+            inp.seek(seek_to, stream=video, backward=True, any_frame=False)
+        for frame in inp.decode(video):
+            tail.append(run.working_rgb(frame)[1])
+        run.clock.lap("decode")
+    return list(tail)
+
+
+def _tail_start(video: av.video.stream.VideoStream, count: int) -> int | None:
+    """A timestamp (stream time base) at least ``count`` frames (plus a margin) before the end, or None."""
+    rate = video.average_rate or video.guessed_rate
+    if not video.duration or not rate or video.time_base is None:
+        return None
+    start = (video.start_time or 0) + video.duration - int((count + 4) / (rate * video.time_base))
+    return start if start > (video.start_time or 0) else None
 
 
 def _frames(inp: av.container.InputContainer, video: av.video.stream.VideoStream, header: VideoHeader,

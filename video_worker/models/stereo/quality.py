@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +79,26 @@ def sbs_luma(path: Path, index: int) -> tuple[Grey, Grey]:
     raise IndexError(f"{path} has no frame {index}")
 
 
+def sbs_lumas(path: Path) -> Iterator[tuple[Grey, Grey]]:
+    """Left and right luma of every frame of a full side-by-side file, in order (one decode)."""
+    with closing(av.open(str(path))) as c:
+        for frame in c.decode(video=0):
+            y = frame.to_ndarray(format="gray")
+            half = y.shape[1] // 2
+            yield np.ascontiguousarray(y[:, :half]), np.ascontiguousarray(y[:, half:])
+
+
 def scene_disparities(scene: Scene, sbs: Path, index: int, search: int | None = None) -> dict[str, float]:
     """Measured disparity (px) at the near object, at the background beside it, and at the far background band.
 
     ``sbs`` is a full side-by-side conversion of the clip written from ``scene``.
     """
+    return frame_disparities(scene, index, *sbs_luma(sbs, index), search=search)
+
+
+def frame_disparities(scene: Scene, index: int, left: Grey, right: Grey, search: int | None = None) -> dict[str, float]:
+    """``scene_disparities`` of one output frame's two views, for the scene's frame ``index``."""
     search = search if search is not None else max(8, scene.width // 32)
-    left, right = sbs_luma(sbs, index)
     _, boxes = scene.frame(index)
     near = next(b for b in boxes if b.name == "near")
     inner = shrink(near, 0.2)

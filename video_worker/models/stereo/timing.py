@@ -49,6 +49,8 @@ class ConversionReport:
     input_size: tuple[int, int] = (0, 0)
     output_size: tuple[int, int] = (0, 0)
     fingerprint: str = ""
+    context_frames: int = 0
+    """Frames of the previous segment the estimator ran over first (0: none given, or not readable)."""
 
     @classmethod
     def build(cls, frames: int, clock: PhaseClock, **info: object) -> ConversionReport:
