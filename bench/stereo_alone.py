@@ -97,8 +97,10 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
     dsts = [out / f"{i:03d}.mp4" for i in range(len(spec["sources"]))]
     reports: list[dict[str, Any]] = []
     wall0, cpu0, machine0 = time.perf_counter(), time.process_time(), procs.machine_busy()
+    previous: Path | None = None  # the worker gives each segment of a job the one before it as context
     for src, dst in zip(spec["sources"], dsts, strict=True):
-        reports.append(model.convert(Path(src), dst, spec["mode"]).as_dict())
+        reports.append(model.convert(Path(src), dst, spec["mode"], context=previous).as_dict())
+        previous = Path(src)
     wall, cpu, machine = time.perf_counter() - wall0, time.process_time() - cpu0, procs.machine_busy() - machine0
     digests = [hashlib.sha256(dst.read_bytes()).hexdigest() for dst in dsts]
     return {"reports": reports, "wall": wall, "cpu": cpu, "digests": digests, "cv_threads": cv2.getNumThreads(),

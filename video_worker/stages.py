@@ -21,6 +21,7 @@ is written (a conditional PUT) as well as for the row (``output_generation``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -144,11 +145,14 @@ def _fetch_context(segment: Segment, rt: Dependencies, deadline: Deadline | None
     if previous is None:
         return None, None
     waited_until = time.monotonic() + rt.context_wait_seconds
-    while True:
+    for attempt in itertools.count():
         try:
             info = rt.storage.head(previous.segment_s3_uri)
             break
         except ObjectNotFound:
+            if attempt == 0:
+                log.info("%r/%d: waiting up to %gs for the previous segment %s to be uploaded", segment.job_id,
+                         segment.segment_index, rt.context_wait_seconds, previous.segment_s3_uri)
             left = min(waited_until - time.monotonic(), deadline.remaining() if deadline else float("inf"))
             if left <= 0:
                 log.warning("%r/%d: the previous segment %s is not in the input bucket after %gs; converting "

@@ -9,12 +9,16 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.faults.conftest import dead_letters
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.models.stereo.chunks import concat, split_at_keyframes
+from video_worker.models.stereo.model import StereoModel
+from video_worker.models.stereo.quality import joined_disparity, jumps, near_disparity, ordinary_change
+from video_worker.models.stereo.settings import load_settings
 from video_worker.models.stereo.synthetic import write_clip
 from video_worker.models.stereo.verify import problems, read_streams
 
@@ -88,3 +92,29 @@ def _small_clip(root: Path) -> Path:
     path = root / "small.mp4"
     write_clip(path, seconds=0.5, width=96, height=64, fps=10, audio=False, gop=5, seed=1)
     return path
+
+
+def test_segments_uploaded_out_of_order_join_without_a_jump_in_depth(
+        aws: Aws, procs: Processes, tmp_path: Path) -> None:
+    """A continuous scene cut into three segments; the first is uploaded last, while the others wait for it."""
+    clip = tmp_path / "clip.mp4"
+    scene = write_clip(clip, seconds=3.0, width=320, height=180, fps=25, audio=True, gop=25, seed=0)
+    cut = split_at_keyframes(clip, tmp_path / "cut", seconds=1.0)
+    whole = tmp_path / "whole.mp4"
+    StereoModel(load_settings({})).convert(clip, whole, "sbs")  # the reference: the clip as one segment
+    worker = procs.worker(**STEREO, WORKER_CONCURRENCY="3", INFER_CONCURRENCY="2")
+    procs.bridge()
+    job = "seams"
+    for index in (2, 1):
+        aws.s3.upload_file(str(cut[index]), aws.resources.input_bucket, build_segment_key(job, index, 3, "sbs"))
+    wait_until(lambda: "waiting up to 60s for the previous segment" in worker.log(), 60, "a segment waiting")
+    aws.s3.upload_file(str(cut[0]), aws.resources.input_bucket, build_segment_key(job, 0, 3, "sbs"))
+    rows = wait_until(lambda: (r := aws.completion_rows(job)) and len(r) == 3 and r, 180, "three rows")
+    by_index = {int(row["segment_index"]["N"]): row for row in rows}
+    assert "seam_context" not in by_index[0]
+    assert by_index[1]["seam_context"] == by_index[2]["seam_context"] == {"S": "previous"}
+    joined, cuts = joined_disparity(scene, [_output(aws, job, i, tmp_path) for i in range(3)])
+    reference = np.array(near_disparity(scene, whole))
+    assert cuts == [25, 50] and len(joined) == len(reference) == 75
+    assert float(np.abs(joined - reference).max()) <= 0.5
+    assert max(jumps(joined, cuts)) <= ordinary_change(joined, cuts)

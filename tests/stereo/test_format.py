@@ -44,7 +44,7 @@ def test_report(clip: tuple[Path, Scene], model: StereoModel, tmp_path: Path) ->
     report = model.convert(clip[0], tmp_path / "o.mp4", "anaglyph", preview=tmp_path / "p.png")
     assert report.frames == 50
     assert report.output_size == (320, 180)
-    assert set(report.phases) == {"decode", "depth", "render", "encode"}
+    assert set(report.phases) == {"context", "decode", "depth", "render", "encode"}
     assert all(v >= 0 for v in report.phases.values())
     assert report.fps > 0 and report.fps_per_core > 0
     assert (tmp_path / "p.png").stat().st_size > 0

@@ -27,7 +27,7 @@ from .planes import as_yuv420
 from .settings import StereoSettings, load_settings
 from .sink import SegmentSink
 from .source import VideoHeader, open_source, read_header, short_error
-from .timing import ConversionReport, PhaseClock
+from .timing import CONTEXT, ConversionReport, PhaseClock
 from .versions import fingerprint
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class _Run:
         batch = len(self.small)
         for start in range(0, len(tail), batch):
             self.estimator.estimate(np.stack(tail[start : start + batch]))
-        self.clock.lap("depth")
+        self.clock.lap(CONTEXT)
         return len(tail)
 
     def add(self, frame: av.VideoFrame) -> None:
@@ -202,21 +202,21 @@ def _last_frames(path: Path, count: int, run: _Run) -> list[npt.NDArray[np.uint8
         video = inp.streams.video[0]
         video.codec_context.thread_count = run.settings.encoder_threads
         tail: deque[npt.NDArray[np.uint8]] = deque(maxlen=count)
-        seek_to = _tail_start(video, count)
-        if seek_to is not None:
-            inp.seek(seek_to, stream=video, backward=True, any_frame=False)
+        tail_from = _tail_start(video, count)
+        if tail_from is not None:
+            inp.seek(tail_from, stream=video, backward=True, any_frame=False)
         for frame in inp.decode(video):
-            tail.append(run.working_rgb(frame)[1])
-        run.clock.lap("decode")
+            if tail_from is None or frame.pts is None or frame.pts >= tail_from:  # earlier ones: only decoded
+                tail.append(run.working_rgb(frame)[1])
     return list(tail)
 
 
 def _tail_start(video: av.video.stream.VideoStream, count: int) -> int | None:
-    """A timestamp (stream time base) at least ``count`` frames (plus a margin) before the end, or None."""
+    """The timestamp (stream time base) ``count`` frames and a margin before the end, or None when unknown."""
     rate = video.average_rate or video.guessed_rate
     if not video.duration or not rate or video.time_base is None:
         return None
-    start = (video.start_time or 0) + video.duration - int((count + 4) / (rate * video.time_base))
+    start = (video.start_time or 0) + video.duration - int((count + 2) / (rate * video.time_base))
     return start if start > (video.start_time or 0) else None
 
 

@@ -111,3 +111,32 @@ def frame_disparities(scene: Scene, index: int, left: Grey, right: Grey, search:
         "beside": block_disparity(left, right, beside, search),
         "far": block_disparity(left, right, far, search),
     }
+
+
+def near_disparity(scene: Scene, sbs: Path, first_frame: int = 0) -> list[float]:
+    """The near object's disparity (px) in every frame of ``sbs``, whose first frame is scene frame ``first_frame``."""
+    return [frame_disparities(scene, first_frame + i, left, right)["near"]
+            for i, (left, right) in enumerate(sbs_lumas(sbs))]
+
+
+def joined_disparity(scene: Scene, outputs: list[Path]) -> tuple[npt.NDArray[np.float64], list[int]]:
+    """The near disparity through consecutive segment outputs of ``scene``, and the cuts (the first frame of
+    each segment after the first)."""
+    values: list[float] = []
+    cuts: list[int] = []
+    for out in outputs:
+        if values:
+            cuts.append(len(values))
+        values += near_disparity(scene, out, len(values))
+    return np.array(values), cuts
+
+
+def ordinary_change(disparity: npt.NDArray[np.float64], cuts: list[int]) -> float:
+    """The largest frame-to-frame change in disparity away from the cuts."""
+    steps = np.abs(np.diff(disparity))
+    return float(np.delete(steps, [c - 1 for c in cuts]).max())
+
+
+def jumps(disparity: npt.NDArray[np.float64], cuts: list[int]) -> list[float]:
+    """The change in disparity at each cut (a segment's last frame to the next one's first)."""
+    return [float(abs(disparity[c] - disparity[c - 1])) for c in cuts]

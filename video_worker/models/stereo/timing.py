@@ -6,14 +6,17 @@ import time
 from dataclasses import asdict, dataclass, field
 
 PHASES = ("decode", "depth", "render", "encode")
+"""The phases every frame goes through."""
+CONTEXT = "context"
+"""The phase before the frames: reading the previous segment's last frames (``STEREO_CONTEXT_FRAMES``)."""
 
 
 class PhaseClock:
     """Accumulates wall (perf_counter) and CPU (process_time) seconds per phase; ``lap`` closes the current one."""
 
     def __init__(self) -> None:
-        self.wall = dict.fromkeys(PHASES, 0.0)
-        self.cpu = dict.fromkeys(PHASES, 0.0)
+        self.wall = dict.fromkeys((CONTEXT, *PHASES), 0.0)
+        self.cpu = dict.fromkeys((CONTEXT, *PHASES), 0.0)
         self._t0 = time.perf_counter()
         self._c0 = time.process_time()
         self._mark = (self._t0, self._c0)
