@@ -11,7 +11,6 @@ every output (``models/stereo/quality.py``).
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from bench.report import machine
 from bench.sections import replace_section
 from video_worker.models.stereo.chunks import split_at_keyframes
 from video_worker.models.stereo.model import StereoModel
@@ -67,7 +67,7 @@ def report(ways: list[Way], sizes: list[int], args: argparse.Namespace) -> str:
     lines = [
         f"A {args.seconds:g} s {args.width}x{args.height} 25 fps scene cut at keyframes into {len(sizes)} segments of "
         f"{args.segment_seconds:g} s, each converted on its own (default settings, `sbs`); disparity of the near disc "
-        f"measured in every output frame. Machine: {platform.processor() or platform.machine()}, "
+        f"measured in every output frame. Machine: {machine()}, "
         "one conversion at a time. `python -m bench.seams --write BENCHMARKS.md`.",
         "",
         "| conversion | largest change at a cut (px) | largest ordinary frame-to-frame change (px) "
