@@ -93,9 +93,10 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_wrong_layout(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="Nx3xHxW or NxHxWx3") as info:
-        OnnxDepth(wrong_layout_model(tmp_path / "chw.onnx"))
+@pytest.mark.parametrize("clip", [False, True], ids=["chw", "clip"])
+def test_wrong_layout(tmp_path: Path, clip: bool) -> None:
+    with pytest.raises(ConfigError, match="expected one Nx3xHxW or NxHxWx3 image input") as info:
+        OnnxDepth(wrong_layout_model(tmp_path / "bad.onnx", clip=clip))
     assert "\n" not in str(info.value)
 
 
@@ -277,6 +278,22 @@ def test_worker_model_load_with_a_bad_network_is_one_config_line(tmp_path: Path,
     with pytest.raises(ConfigError) as info:
         load_model("stereo")
     assert one_line(info).startswith("STEREO_DEPTH_MULTIPLE=14 (the default): the network rejects a 196x112 input")
+
+
+def test_worker_model_process_with_a_bad_network_stops_with_one_line(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from video_worker.adapters.model_process import ProcessRunner
+    from video_worker.settings import Settings
+
+    for name, value in _write_bad_network(tmp_path).items():
+        if name.startswith("STEREO_") or name == "PYTHONPATH":
+            monkeypatch.setenv(name, value)
+    runner = ProcessRunner(Settings(input_bucket_name="in-b", output_bucket_name="out-b",
+                                    segment_completions_table_name="tbl", model="stereo"), 1, start_timeout=120)
+    with pytest.raises(ConfigError) as info:
+        runner.start()
+    assert one_line(info).startswith("MODEL 'stereo' failed to load: ConfigError: STEREO_DEPTH_MULTIPLE=14 (the "
+                                     "default): the network rejects a 196x112 input")
 
 
 # --- FastDepth, a real network, as published ------------------------------------------------------------------

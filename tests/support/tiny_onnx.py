@@ -65,11 +65,13 @@ def nhwc_model(path: Path) -> Path:
     return _save(path, nodes, inits, ["batch", "height", "width", 3], ["batch", "height", "width"])
 
 
-def wrong_layout_model(path: Path) -> Path:
-    """A rank-3 (3xHxW, no batch) input: neither NCHW nor NHWC."""
+def wrong_layout_model(path: Path, clip: bool = False) -> Path:
+    """A rank-3 (3xHxW, no batch) input, or with ``clip`` a rank-5 NxTx3xHxW clip (a temporal video network's):
+    neither NCHW nor NHWC."""
+    shape: list[Dim] = ["batch", 32, 3, "height", "width"] if clip else [3, "height", "width"]
     nodes = [helper.make_node("ReduceMean", ["pixel_values", "axes"], ["predicted_depth"], keepdims=0)]
-    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [0])]
-    return _save(path, nodes, inits, [3, "height", "width"], ["height", "width"])
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [len(shape) - 3])]
+    return _save(path, nodes, inits, shape, shape[:-3] + shape[-2:])
 
 
 def multiple_model(path: Path, block: int = 32, metadata: dict[str, str] | None = None) -> Path:
