@@ -76,6 +76,20 @@ def test_depth_network_conventions(tmp_path: Path) -> None:
     assert load_settings({"STEREO_DEPTH_MULTIPLE": "32"}).depth_multiple == 32
 
 
+def test_depth_network_conventions_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"STEREO_DEPTH_NORMALIZE": "unit", "STEREO_DEPTH_OUTPUT": "depth",
+                        "STEREO_DEPTH_INPUT_SIZE": "224x160"}.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert (s.depth_normalize, s.depth_output, s.depth_input_size, s.depth_multiple) == ("unit", "depth", (224, 160),
+                                                                                         None)
+    for value in ("224", "[224, 160]", "{"):  # not decoded as JSON: the same one line as any bad value
+        monkeypatch.setenv("STEREO_DEPTH_INPUT_SIZE", value)
+        with pytest.raises(ConfigError) as info:
+            load_settings()
+        assert str(info.value) == f"STEREO_DEPTH_INPUT_SIZE={value!r}: must be WIDTHxHEIGHT in pixels, e.g. 518x518"
+
+
 def test_input_size_and_multiple_together_is_one_line() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"STEREO_DEPTH_INPUT_SIZE": "224x224", "STEREO_DEPTH_MULTIPLE": "32"})

@@ -9,10 +9,10 @@ import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from video_worker.errors import ConfigError
 
@@ -41,7 +41,8 @@ class StereoSettings(BaseSettings):
     depth_output: Literal["inverse", "depth"] | None = Field(None, validation_alias="STEREO_DEPTH_OUTPUT")
     """ONNX network output: inverse depth (larger = nearer) or depth (larger = farther); None = metadata, else
     inverse."""
-    depth_input_size: tuple[int, int] | None = Field(None, validation_alias="STEREO_DEPTH_INPUT_SIZE")
+    depth_input_size: Annotated[tuple[int, int] | None, NoDecode] = Field(
+        None, validation_alias="STEREO_DEPTH_INPUT_SIZE")
     """A fixed (width, height) the frames are resized to for the ONNX network (``WxH``)."""
     depth_multiple: int | None = Field(None, validation_alias="STEREO_DEPTH_MULTIPLE")
     """Free input sizes of the ONNX network are rounded to a multiple of this; None = metadata, else 14."""
