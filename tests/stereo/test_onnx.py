@@ -332,6 +332,8 @@ def test_fastdepth_as_published_gives_nearness_decreasing_with_its_metric_depth(
         assert spearman(nearness[i], metres[i]) < -0.95  # larger metric depth = farther = smaller nearness
     inside = (nearness > 0.0) & (nearness < 1.0)  # off the percentile clip: strictly decreasing
     assert spearman(nearness[inside], metres[inside]) < -0.99
+    as_if_inverse = OnnxDepth(FASTDEPTH, normalize="unit", input_size=(224, 224)).estimate(shots)
+    assert spearman(as_if_inverse[0], metres[0]) > 0.95  # the old assumption: far read as near, the 3D inverted
 
 
 @needs_fastdepth
