@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from tests.support.media import probe
@@ -183,6 +184,23 @@ def test_environment_wins_over_metadata(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         OnnxDepth(multiple_model(tmp_path / "m32.onnx", metadata={"video_worker.multiple": "32"}), multiple=14)
     assert one_line(info).startswith("STEREO_DEPTH_MULTIPLE=14: the network rejects a 196x112 input")
+
+
+def test_metadata_that_does_not_fit_the_network_names_its_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        OnnxDepth(multiple_model(tmp_path / "m32.onnx", metadata={"video_worker.multiple": "16"}))
+    message = one_line(info)
+    assert message.startswith("video_worker.multiple=16 in the model's metadata: the network rejects a 192x112 input")
+    assert message.endswith("; try STEREO_DEPTH_MULTIPLE=32 or STEREO_DEPTH_INPUT_SIZE=WxH")
+    fixed = fixed_conv_model(tmp_path / "f.onnx")
+    model = onnx.load(str(fixed))
+    onnx.helper.set_model_props(model, {"video_worker.input_size": "64x64"})
+    onnx.save(model, str(fixed))
+    with pytest.raises(ConfigError) as info:
+        OnnxDepth(fixed)
+    assert one_line(info) == ("video_worker.input_size=64x64 in the model's metadata: the network's input is fixed at "
+                              "42x28; set STEREO_DEPTH_INPUT_SIZE=42x28 to override it")
+    assert OnnxDepth(fixed, input_size=(42, 28)).input_size(96, 54) == (42, 28)
 
 
 @pytest.mark.parametrize(("key", "value", "words"), [
