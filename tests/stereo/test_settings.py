@@ -36,7 +36,10 @@ BAD = [
     ("STEREO_SBS", "quarter", "full"), ("STEREO_PRESET", "fastest", "veryfast"), ("STEREO_CRF", "99", "between"),
     ("STEREO_ENCODER_THREADS", "auto", "not auto"), ("STEREO_ENCODER_THREADS", "0", "not auto"),
     ("STEREO_ENCODER_THREADS", "64", "between"), ("MAX_FRAME_PIXELS", "10", "at least"),
-    ("STEREO_ONNX_THREADS", "0", "fixed"),
+    ("STEREO_ONNX_THREADS", "0", "fixed"), ("STEREO_DEPTH_NORMALIZE", "zscore", "'imagenet' or 'unit'"),
+    ("STEREO_DEPTH_OUTPUT", "disparity", "'inverse' or 'depth'"), ("STEREO_DEPTH_INPUT_SIZE", "224", "WIDTHxHEIGHT"),
+    ("STEREO_DEPTH_INPUT_SIZE", "518x", "WIDTHxHEIGHT"), ("STEREO_DEPTH_INPUT_SIZE", "4x4", "between 8 and 4096"),
+    ("STEREO_DEPTH_MULTIPLE", "0", "between 1 and 256"), ("STEREO_DEPTH_MULTIPLE", "x", "integer"),
 ]
 
 
@@ -62,6 +65,49 @@ def test_onnx_needs_an_existing_model(tmp_path: Path) -> None:
         load_settings({"STEREO_DEPTH": "onnx"})
     with pytest.raises(ConfigError, match="no such file"):
         load_settings({"STEREO_DEPTH": "onnx", "STEREO_DEPTH_MODEL": str(tmp_path / "nope.onnx")})
+
+
+def test_depth_network_conventions(tmp_path: Path) -> None:
+    s = load_settings({})
+    assert (s.depth_normalize, s.depth_output, s.depth_input_size, s.depth_multiple) == (None, None, None, None)
+    s = load_settings({"STEREO_DEPTH_NORMALIZE": "unit", "STEREO_DEPTH_OUTPUT": "depth",
+                       "STEREO_DEPTH_INPUT_SIZE": "224x160"})
+    assert (s.depth_normalize, s.depth_output, s.depth_input_size) == ("unit", "depth", (224, 160))
+    assert load_settings({"STEREO_DEPTH_MULTIPLE": "32"}).depth_multiple == 32
+
+
+def test_depth_network_conventions_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"STEREO_DEPTH_NORMALIZE": "unit", "STEREO_DEPTH_OUTPUT": "depth",
+                        "STEREO_DEPTH_INPUT_SIZE": "224x160"}.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert (s.depth_normalize, s.depth_output, s.depth_input_size, s.depth_multiple) == ("unit", "depth", (224, 160),
+                                                                                         None)
+    for value in ("224", "[224, 160]", "{"):  # not decoded as JSON: the same one line as any bad value
+        monkeypatch.setenv("STEREO_DEPTH_INPUT_SIZE", value)
+        with pytest.raises(ConfigError) as info:
+            load_settings()
+        assert str(info.value) == f"STEREO_DEPTH_INPUT_SIZE={value!r}: must be WIDTHxHEIGHT in pixels, e.g. 518x518"
+
+
+def test_input_size_and_multiple_together_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"STEREO_DEPTH_INPUT_SIZE": "224x224", "STEREO_DEPTH_MULTIPLE": "32"})
+    assert str(info.value) == ("STEREO_DEPTH_INPUT_SIZE=224x224 and STEREO_DEPTH_MULTIPLE=32 are both set: give one "
+                               "(a fixed input size, or a multiple that free sizes are rounded to)")
+
+
+def test_network_conventions_are_in_the_onnx_fingerprint(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"weights")
+    onnx = {"STEREO_DEPTH": "onnx", "STEREO_DEPTH_MODEL": str(path)}
+    base = fingerprint(load_settings(onnx), "e")
+    changed = {fingerprint(load_settings({**onnx, k: v}), "e") for k, v in [
+        ("STEREO_DEPTH_NORMALIZE", "unit"), ("STEREO_DEPTH_OUTPUT", "depth"), ("STEREO_DEPTH_INPUT_SIZE", "224x224"),
+        ("STEREO_DEPTH_MULTIPLE", "32")]}
+    assert base not in changed and len(changed) == 4
+    # the heuristic path ignores them: its fingerprint (and output) is unchanged
+    assert fingerprint(load_settings({"STEREO_DEPTH_NORMALIZE": "unit"}), "h") == fingerprint(load_settings({}), "h")
 
 
 def test_fingerprint_tracks_output_settings_only() -> None:

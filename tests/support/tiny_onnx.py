@@ -11,7 +11,7 @@ Dim = int | str
 
 
 def _save(path: Path, nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], in_shape: list[Dim],
-          out_shape: list[Dim]) -> Path:
+          out_shape: list[Dim], metadata: dict[str, str] | None = None) -> Path:
     graph = helper.make_graph(
         nodes, "tiny_depth",
         [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, in_shape)],
@@ -19,12 +19,14 @@ def _save(path: Path, nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
+    if metadata:
+        helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
 
 
-def mean_resize_model(path: Path) -> Path:
+def mean_resize_model(path: Path, metadata: dict[str, str] | None = None) -> Path:
     """Dynamic Nx3xHxW → mean over channels → resized to half size → NxH/2xW/2 ('brighter = nearer')."""
     nodes = [
         helper.make_node("ReduceMean", ["pixel_values", "axes"], ["mean"], keepdims=1),
@@ -33,7 +35,7 @@ def mean_resize_model(path: Path) -> Path:
     ]
     inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
              helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 0.5, 0.5])]
-    return _save(path, nodes, inits, ["batch", 3, "height", "width"], ["batch", "h2", "w2"])
+    return _save(path, nodes, inits, ["batch", 3, "height", "width"], ["batch", "h2", "w2"], metadata)
 
 
 def fixed_conv_model(path: Path, batch: int = 1, height: int = 28, width: int = 42) -> Path:
@@ -56,8 +58,46 @@ def huge_model(path: Path) -> Path:
     return _save(path, nodes, inits, ["batch", 3, "height", "width"], ["batch", "height", "width"])
 
 
-def wrong_layout_model(path: Path) -> Path:
-    """An NHWC (NxHxWx3) input: not the expected layout."""
+def nhwc_model(path: Path) -> Path:
+    """An NHWC (NxHxWx3) input → mean over channels → NxHxW ('brighter = nearer')."""
     nodes = [helper.make_node("ReduceMean", ["pixel_values", "axes"], ["predicted_depth"], keepdims=0)]
     inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [3])]
     return _save(path, nodes, inits, ["batch", "height", "width", 3], ["batch", "height", "width"])
+
+
+def wrong_layout_model(path: Path, clip: bool = False) -> Path:
+    """A rank-3 (3xHxW, no batch) input, or with ``clip`` a rank-5 NxTx3xHxW clip (a temporal video network's):
+    neither NCHW nor NHWC."""
+    shape: list[Dim] = ["batch", 32, 3, "height", "width"] if clip else [3, "height", "width"]
+    nodes = [helper.make_node("ReduceMean", ["pixel_values", "axes"], ["predicted_depth"], keepdims=0)]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [len(shape) - 3])]
+    return _save(path, nodes, inits, shape, shape[:-3] + shape[-2:])
+
+
+def multiple_model(path: Path, block: int = 32, metadata: dict[str, str] | None = None) -> Path:
+    """Dynamic Nx3xHxW → SpaceToDepth(block) → DepthToSpace → mean over channels: H and W must be multiples of
+    ``block`` (like an encoder-decoder with skip additions), else onnxruntime fails mid-graph."""
+    nodes = [
+        helper.make_node("SpaceToDepth", ["pixel_values"], ["s2d"], blocksize=block),
+        helper.make_node("DepthToSpace", ["s2d"], ["d2s"], blocksize=block, mode="DCR"),
+        helper.make_node("ReduceMean", ["d2s", "axes"], ["predicted_depth"], keepdims=1),
+    ]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    return _save(path, nodes, inits, ["batch", 3, "height", "width"], ["batch", 1, "height", "width"], metadata)
+
+
+def sqrt_model(path: Path) -> Path:
+    """Square root of the mean channel: NaN for negative (ImageNet-normalised dark) input, fine for 0..1 input."""
+    nodes = [
+        helper.make_node("ReduceMean", ["pixel_values", "axes"], ["mean"], keepdims=0),
+        helper.make_node("Sqrt", ["mean"], ["predicted_depth"]),
+    ]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    return _save(path, nodes, inits, ["batch", 3, "height", "width"], ["batch", "height", "width"])
+
+
+def flat_output_model(path: Path) -> Path:
+    """One number per image (Nx1x1x1): not a depth map."""
+    nodes = [helper.make_node("ReduceMean", ["pixel_values", "axes"], ["predicted_depth"], keepdims=1)]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])]
+    return _save(path, nodes, inits, ["batch", 3, "height", "width"], ["batch", 1, 1, 1])

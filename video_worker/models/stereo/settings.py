@@ -9,10 +9,10 @@ import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from video_worker.errors import ConfigError
 
@@ -36,6 +36,16 @@ class StereoSettings(BaseSettings):
     """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio)."""
     depth: Literal["heuristic", "onnx"] = Field("heuristic", validation_alias="STEREO_DEPTH")
     depth_model: Path | None = Field(None, validation_alias="STEREO_DEPTH_MODEL")
+    depth_normalize: Literal["imagenet", "unit"] | None = Field(None, validation_alias="STEREO_DEPTH_NORMALIZE")
+    """ONNX network input scaling: ImageNet mean/std or plain 0..1; None = the model's metadata, else imagenet."""
+    depth_output: Literal["inverse", "depth"] | None = Field(None, validation_alias="STEREO_DEPTH_OUTPUT")
+    """ONNX network output: inverse depth (larger = nearer) or depth (larger = farther); None = metadata, else
+    inverse."""
+    depth_input_size: Annotated[tuple[int, int] | None, NoDecode] = Field(
+        None, validation_alias="STEREO_DEPTH_INPUT_SIZE")
+    """A fixed (width, height) the frames are resized to for the ONNX network (``WxH``)."""
+    depth_multiple: int | None = Field(None, validation_alias="STEREO_DEPTH_MULTIPLE")
+    """Free input sizes of the ONNX network are rounded to a multiple of this; None = metadata, else 14."""
     onnx_threads: int = Field(1, validation_alias="STEREO_ONNX_THREADS")
     """onnxruntime intra-op threads on CPU; fixed, because float reductions differ with the thread count."""
     batch: int = Field(4, validation_alias="STEREO_BATCH")
@@ -95,6 +105,20 @@ class StereoSettings(BaseSettings):
             raise ValueError("must be between 1 and 16")
         return v
 
+    @field_validator("depth_input_size", mode="before")
+    @classmethod
+    def _depth_input_size(cls, v: Any) -> Any:
+        if v is None or isinstance(v, tuple | list):
+            return v
+        return parse_size(str(v))
+
+    @field_validator("depth_multiple")
+    @classmethod
+    def _depth_multiple(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= 256:
+            raise ValueError("must be between 1 and 256 pixels")
+        return v
+
     @field_validator("onnx_threads")
     @classmethod
     def _onnx_threads(cls, v: int) -> int:
@@ -123,6 +147,10 @@ class StereoSettings(BaseSettings):
                 raise ValueError("STEREO_DEPTH_MODEL is required when STEREO_DEPTH=onnx")
             if not self.depth_model.is_file():
                 raise ValueError(f"STEREO_DEPTH_MODEL={str(self.depth_model)!r}: no such file")
+        if self.depth_input_size is not None and self.depth_multiple is not None:
+            w, h = self.depth_input_size
+            raise ValueError(f"STEREO_DEPTH_INPUT_SIZE={w}x{h} and STEREO_DEPTH_MULTIPLE={self.depth_multiple} are "
+                             "both set: give one (a fixed input size, or a multiple that free sizes are rounded to)")
         return self
 
     def output_fields(self) -> dict[str, object]:
@@ -135,7 +163,22 @@ class StereoSettings(BaseSettings):
         if self.depth == "onnx" and self.depth_model is not None:
             fields["depth_model_sha256"] = file_digest(self.depth_model)
             fields["onnx_threads"] = self.onnx_threads
+            fields["depth_normalize"] = self.depth_normalize
+            fields["depth_output"] = self.depth_output
+            fields["depth_input_size"] = self.depth_input_size
+            fields["depth_multiple"] = self.depth_multiple
         return fields
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``'224x224'`` as (width, height); ``ValueError`` with the reason otherwise."""
+    parts = text.strip().lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError("must be WIDTHxHEIGHT in pixels, e.g. 518x518")
+    w, h = (int(p) for p in parts)
+    if not (8 <= w <= 4096 and 8 <= h <= 4096):
+        raise ValueError("width and height must be between 8 and 4096 pixels")
+    return w, h
 
 
 @lru_cache(maxsize=8)
