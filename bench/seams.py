@@ -88,7 +88,8 @@ def report(ways: list[Way], sizes: list[int], args: argparse.Namespace) -> str:
         f"Cost per segment after the first: the previous segment is read whole from the input bucket "
         f"({np.mean(sizes[:-1]) / 1e3:.0f} kB here, i.e. {np.mean(sizes[:-1]) / np.mean(sizes[1:]):.2f}x the "
         f"segment's own bytes), then its last {primed[0].context_frames} frames are decoded (from the keyframe "
-        f"before them) and run through the estimator: {np.mean(extra_cpu) * 1e3:.0f} ms of CPU per segment, "
+        f"before them: {np.mean([p.context_decoded for p in primed]):.0f} frames) and run through the estimator: "
+        f"{np.mean(extra_cpu) * 1e3:.0f} ms of CPU per segment, "
         f"{np.mean(extra_cpu) / own_cpu:.1%} of the segment's own conversion ({own_cpu * 1e3:.0f} ms CPU).",
     ]
     return "\n".join(lines)

@@ -116,7 +116,7 @@ class StereoModel:
                 clock.lap("encode")
         return ConversionReport.build(run.count, clock, mode=mode, input_size=(header.width, header.height),
                                       output_size=composer.size, fingerprint=self.fingerprint,
-                                      context_frames=primed)
+                                      context_frames=primed, context_decoded=run.context_decoded)
 
 
 class _Run:
@@ -130,6 +130,7 @@ class _Run:
         self.small = np.empty((s.batch, self.size[1], self.size[0], 3), np.uint8)
         self.frames: list[av.VideoFrame] = []
         self.count = 0
+        self.context_decoded = 0
         self.preview = preview
         self.preview_index = header.frames // 2
         self._scaler = av.video.reformatter.VideoReformatter()
@@ -206,6 +207,7 @@ def _last_frames(path: Path, count: int, run: _Run) -> list[npt.NDArray[np.uint8
         if tail_from is not None:
             inp.seek(tail_from, stream=video, backward=True, any_frame=False)
         for frame in inp.decode(video):
+            run.context_decoded += 1
             if tail_from is None or frame.pts is None or frame.pts >= tail_from:  # earlier ones: only decoded
                 tail.append(run.working_rgb(frame)[1])
     return list(tail)

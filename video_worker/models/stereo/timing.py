@@ -54,6 +54,8 @@ class ConversionReport:
     fingerprint: str = ""
     context_frames: int = 0
     """Frames of the previous segment the estimator ran over first (0: none given, or not readable)."""
+    context_decoded: int = 0
+    """Frames of the previous segment decoded for them (from the keyframe before them)."""
 
     @classmethod
     def build(cls, frames: int, clock: PhaseClock, **info: object) -> ConversionReport:
