@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -88,7 +89,7 @@ def _git_blob(mirrors: Path, repo: str, commit: str, path: str) -> bytes:
                           capture_output=True).stdout
 
 
-def _image(blob: bytes, flags: int) -> npt.NDArray[np.generic]:
+def _image(blob: bytes, flags: int) -> npt.NDArray[np.integer[Any]]:
     img = cv2.imdecode(np.frombuffer(blob, np.uint8), flags)
     if img is None:
         raise ValueError("not an image")
@@ -98,7 +99,7 @@ def _image(blob: bytes, flags: int) -> npt.NDArray[np.generic]:
 def _make3d_depth(blob: bytes) -> F32:
     """Position3DGrid(:, :, 4) of a MATLAB v5 file holding one compressed double array (55 rows x 305 columns)."""
     data = zlib.decompress(blob[136:])  # 128-byte header, then one miCOMPRESSED element
-    pos, fields = 8, []
+    pos, fields = 8, list[bytes]()
     while len(fields) < 4:  # array flags, dimensions, name, real part
         kind, size = struct.unpack("<II", data[pos:pos + 8])
         if kind >> 16:  # small data element: 4-byte tag, data packed in the next 4 bytes

@@ -42,9 +42,10 @@ def normalise(x: F32, norm: Norm) -> F32:
         order = np.argsort(x, axis=None, kind="stable")
         ranks = np.empty(x.size, np.float32)
         ranks[order] = np.linspace(0.0, 1.0, x.size, dtype=np.float32)
-        return ranks.reshape(x.shape)
+        return np.asarray(ranks.reshape(x.shape), np.float32)
     lo, hi = (float(v) for v in np.percentile(x, (2.0, 98.0)))
-    return np.clip((x - np.float32(lo)) / np.float32(max(hi - lo, 1e-6)), 0.0, 1.0).astype(np.float32)
+    scaled: F32 = (x - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 def blend(metric_depth: F32, weight: float, norm: Norm) -> F32:

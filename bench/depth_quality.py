@@ -152,6 +152,8 @@ def load_samples(folders: Iterable[Path]) -> list[Sample]:
     for folder in folders:
         for entry in json.loads((folder / "samples.json").read_text()):
             bgr = cv2.imread(str(folder / f"{entry['name']}.png"), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise FileNotFoundError(folder / f"{entry['name']}.png")
             depth = np.load(folder / f"{entry['name']}.npy").astype(np.float32)
             if entry.get("gt", "depth") == "disparity":
                 depth = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)
@@ -215,9 +217,9 @@ def write_still_clip(path: Path, rgb: RGB, frames: int = STILL_CLIP_FRAMES) -> N
 def output_disparity(left: npt.NDArray[np.uint8], right: npt.NDArray[np.uint8]) -> tuple[F32, npt.NDArray[np.bool_]]:
     """Dense d = x_left - x_right (px, larger = nearer) between the halves by SGBM, and where it is valid."""
     block = 5
-    sgbm = cv2.StereoSGBM_create(minDisparity=-SGBM_RANGE, numDisparities=2 * SGBM_RANGE, blockSize=block,
-                                 P1=8 * block * block, P2=32 * block * block, uniquenessRatio=5,
-                                 disp12MaxDiff=1, speckleWindowSize=50, speckleRange=2)
+    sgbm = cv2.StereoSGBM_create(  # type: ignore[attr-defined]
+        minDisparity=-SGBM_RANGE, numDisparities=2 * SGBM_RANGE, blockSize=block, P1=8 * block * block,
+        P2=32 * block * block, uniquenessRatio=5, disp12MaxDiff=1, speckleWindowSize=50, speckleRange=2)
     raw = np.asarray(sgbm.compute(left, right), np.int16)
     disparity = raw.astype(np.float32) / 16.0
     valid = raw > (-SGBM_RANGE - 1) * 16
