@@ -133,6 +133,22 @@ class StillHeuristic(_Stateless):
         return out
 
 
+class ProductHeuristic:
+    """The product's default estimator object as ``StereoModel`` builds it (temporal state kept across a clip)."""
+
+    depth_width = PRODUCT_DEPTH_WIDTH
+
+    def __init__(self) -> None:
+        self.inner = HeuristicDepth()
+        self.version = self.inner.version
+
+    def estimate(self, frames: Frames) -> Depths:
+        return self.inner.estimate(frames)
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
 class FastDepth:
     """FastDepth (NYU, metric depth, larger = farther) on CPU; ``size`` None keeps the aspect ratio.
 

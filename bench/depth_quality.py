@@ -44,6 +44,7 @@ from bench.depth_estimators import (
     HeuristicCue,
     Norm,
     Position,
+    ProductHeuristic,
     StillHeuristic,
     blend,
 )
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         score_estimators(samples, candidates, table)
     if not args.no_product:
         product: dict[str, tuple[Estimator, str]] = {
-            "product output: default (HeuristicDepth)": (_ProductHeuristic(), "SGBM on the SBS halves"),
+            "product output: default (HeuristicDepth)": (ProductHeuristic(), "SGBM on the SBS halves"),
             "product output: position prior": (Position(), "SGBM on the SBS halves"),
         }
         for label, (est, _) in candidates.items():
@@ -414,24 +415,6 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.out:
         args.out.write_text(text)
-
-
-class _ProductHeuristic:
-    """The product's default estimator object, exactly as ``StereoModel`` builds it (temporal state included)."""
-
-    depth_width = 192
-    version = "heuristic-1"
-
-    def __init__(self) -> None:
-        from video_worker.models.stereo.heuristic import HeuristicDepth
-
-        self._inner = HeuristicDepth()
-
-    def estimate(self, frames: Frames) -> Depths:
-        return self._inner.estimate(frames)
-
-    def reset(self) -> None:
-        self._inner.reset()
 
 
 if __name__ == "__main__":
