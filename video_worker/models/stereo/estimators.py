@@ -1,4 +1,5 @@
-"""The depth estimator ``STEREO_DEPTH`` names: ``heuristic`` (default, CPU, no weights) or ``onnx``."""
+"""The depth estimator ``STEREO_DEPTH`` names: ``hybrid`` (default: a shipped network fused with cues),
+``heuristic`` (cues only, no weights) or ``onnx`` (a network of your own)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,24 @@ from .settings import StereoSettings
 
 
 def make_estimator(settings: StereoSettings) -> DepthEstimator:
-    """The estimator named by ``STEREO_DEPTH`` (onnxruntime is imported only for ``onnx``).
+    """The estimator named by ``STEREO_DEPTH`` (onnxruntime is imported only for a network).
 
     An ONNX network is tried on a dummy frame here: a mismatch is a one-line ``ConfigError`` at start-up."""
-    if settings.depth == "onnx":
-        from .onnx_depth import OnnxDepth
+    if settings.depth == "heuristic":
+        return HeuristicDepth()
+    from .onnx_depth import OnnxDepth
 
-        assert settings.depth_model is not None  # enforced by the settings
-        return OnnxDepth(settings.depth_model, threads=settings.onnx_threads, normalize=settings.depth_normalize,
-                         output=settings.depth_output, input_size=settings.depth_input_size,
-                         multiple=settings.depth_multiple, work_width=settings.depth_width)
-    return HeuristicDepth()
+    if settings.depth == "hybrid" and settings.depth_model is None:
+        from .hybrid import FASTDEPTH, FASTDEPTH_CONVENTIONS, HybridDepth
+
+        return HybridDepth(OnnxDepth(FASTDEPTH, threads=settings.onnx_threads, work_width=settings.depth_width,
+                                     **FASTDEPTH_CONVENTIONS))  # type: ignore[arg-type]
+    assert settings.depth_model is not None  # enforced by the settings
+    network = OnnxDepth(settings.depth_model, threads=settings.onnx_threads, normalize=settings.depth_normalize,
+                        output=settings.depth_output, input_size=settings.depth_input_size,
+                        multiple=settings.depth_multiple, work_width=settings.depth_width)
+    if settings.depth == "hybrid":
+        from .hybrid import HybridDepth
+
+        return HybridDepth(network)
+    return network

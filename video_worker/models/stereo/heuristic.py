@@ -31,6 +31,7 @@ class HeuristicDepth:
     """The default estimator: needs no weights; about 1 ms per frame at 192x108 on one core."""
 
     version = VERSION
+    motion_weight = W_MOTION
 
     def __init__(self) -> None:
         self._shape: tuple[int, int] = (0, 0)
@@ -51,10 +52,19 @@ class HeuristicDepth:
     def estimate(self, frames: Frames) -> Depths:
         """Depth (Nxhxw float32, 0 far .. 1 near) for consecutive RGB frames at the working resolution."""
         n, h, w = frames.shape[:3]
+        learned = self._learned(frames)
         out = np.empty((n, h, w), np.float32)
         for i in range(n):
-            out[i] = self._one(frames[i])
+            out[i] = self._one(frames[i], None if learned is None else learned[i])
         return out
+
+    def _learned(self, frames: Frames) -> Depths | None:
+        """A learned depth estimate of the batch, for a subclass that fuses one (``hybrid``); None here."""
+        return None
+
+    def _still_cues(self, rgb: U8, gray: U8, learned: F32 | None) -> F32:
+        """The cues of one frame on its own (no motion), weighted: position and sharpness."""
+        return cast(F32, W_POSITION * self._position + W_FOCUS * self._focus(gray))
 
     def _setup(self, h: int, w: int) -> None:
         self._shape = (h, w)
@@ -67,18 +77,18 @@ class HeuristicDepth:
         self._design = np.ascontiguousarray(grid[:: self._step, :: self._step].reshape(-1, 3))
         self._radius = max(2, w // 32)
 
-    def _one(self, rgb: U8) -> F32:
+    def _one(self, rgb: U8, learned: F32 | None) -> F32:
         h, w = rgb.shape[:2]
         if (h, w) != self._shape:
             self._setup(h, w)
             self.reset()
         gray = cast(U8, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
         guide = gray.astype(np.float32) * np.float32(1.0 / 255.0)
-        raw = W_POSITION * self._position + W_FOCUS * self._focus(gray)
+        raw = self._still_cues(rgb, gray, learned)
         flow: F32 | None = None
         if self._prev is not None:
             flow = cast(F32, self._dis.calc(gray, self._prev, None))  # per pixel now: where it was before
-            raw += W_MOTION * self._motion(flow, w)
+            raw += self.motion_weight * self._motion(flow, w)
         depth = guided_filter(guide, raw.astype(np.float32, copy=False), self._radius, GUIDED_EPS)
         if flow is not None and self._state is not None:
             warped = cv2.remap(self._state, self._gx + flow[..., 0], self._gy + flow[..., 1], cv2.INTER_LINEAR,

@@ -34,7 +34,9 @@ class StereoSettings(BaseSettings):
     """Normalised depth (0 far .. 1 near) that lands on the screen plane (zero disparity)."""
     depth_width: int = Field(192, validation_alias="STEREO_DEPTH_WIDTH")
     """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio)."""
-    depth: Literal["heuristic", "onnx"] = Field("heuristic", validation_alias="STEREO_DEPTH")
+    depth: Literal["hybrid", "heuristic", "onnx"] = Field("heuristic", validation_alias="STEREO_DEPTH")
+    """``hybrid``: a network (FastDepth, shipped, or ``STEREO_DEPTH_MODEL``) fused with the position prior and
+    motion parallax; ``heuristic``: monocular cues only; ``onnx``: the network of ``STEREO_DEPTH_MODEL`` alone."""
     depth_model: Path | None = Field(None, validation_alias="STEREO_DEPTH_MODEL")
     depth_normalize: Literal["imagenet", "unit"] | None = Field(None, validation_alias="STEREO_DEPTH_NORMALIZE")
     """ONNX network input scaling: ImageNet mean/std or plain 0..1; None = the model's metadata, else imagenet."""
@@ -160,7 +162,7 @@ class StereoSettings(BaseSettings):
             "depth": self.depth, "sbs": self.sbs, "preset": self.preset, "crf": self.crf,
             "encoder_threads": self.encoder_threads, "context_frames": self.context_frames,
         }
-        if self.depth == "onnx" and self.depth_model is not None:
+        if self.depth in ("onnx", "hybrid") and self.depth_model is not None:
             fields["depth_model_sha256"] = file_digest(self.depth_model)
             fields["onnx_threads"] = self.onnx_threads
             fields["depth_normalize"] = self.depth_normalize
