@@ -12,7 +12,7 @@ from video_worker.models.stereo import StereoModel, StereoSettings, fingerprint,
 
 def test_defaults() -> None:
     s = load_settings({})
-    assert (s.divergence, s.convergence, s.depth_width, s.depth, s.batch) == (2.0, 0.5, 192, "heuristic", 4)
+    assert (s.divergence, s.convergence, s.depth_width, s.depth, s.batch) == (2.0, 0.5, 192, "hybrid", 4)
     assert (s.sbs, s.preset, s.crf, s.encoder_threads, s.max_frame_pixels) == ("full", "veryfast", 20, 1, 1920 * 1080)
 
 
@@ -123,8 +123,13 @@ def test_fingerprint_tracks_output_settings_only() -> None:
 
 
 def test_model_fingerprint_uses_estimator_version() -> None:
-    s = load_settings({})
+    s = load_settings({"STEREO_DEPTH": "heuristic"})
     assert StereoModel(s).fingerprint == fingerprint(s, "heuristic-1")
+    default = load_settings({})
+    model = StereoModel(default)
+    shipped = model.estimator.version
+    assert shipped.startswith("hybrid-1:onnx-2:827cfd93daccc20a:unit,depth,192x192/")  # the weights' sha256 prefix
+    assert model.fingerprint == fingerprint(default, shipped) != fingerprint(s, "heuristic-1")
 
 
 def test_settings_class_is_pydantic_settings() -> None:

@@ -43,6 +43,10 @@ class HeuristicDepth:
 
     def reset(self) -> None:
         """Forget the previous frame and depth (call at each segment start)."""
+        self._forget_frames()
+
+    def _forget_frames(self) -> None:
+        """Forget the previous frame and depth (also when the frame size changes)."""
         self._prev: U8 | None = None
         self._state: F32 | None = None
         # A fresh flow object per segment: OpenCV's DIS keeps buffers sized by earlier calls (and gets ~15x
@@ -81,7 +85,7 @@ class HeuristicDepth:
         h, w = rgb.shape[:2]
         if (h, w) != self._shape:
             self._setup(h, w)
-            self.reset()
+            self._forget_frames()
         gray = cast(U8, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
         guide = gray.astype(np.float32) * np.float32(1.0 / 255.0)
         raw = self._still_cues(rgb, gray, learned)

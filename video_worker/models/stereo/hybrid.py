@@ -56,9 +56,11 @@ class HybridDepth(HeuristicDepth):
 
     def reset(self) -> None:
         super().reset()
+        self.network.reset()
+
+    def _forget_frames(self) -> None:
+        super()._forget_frames()
         self._gate: float | None = None
-        if hasattr(self, "network"):
-            self.network.reset()
 
     def _learned(self, frames: Frames) -> Depths:
         return self.network.estimate(frames)

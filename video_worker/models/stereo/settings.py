@@ -34,7 +34,7 @@ class StereoSettings(BaseSettings):
     """Normalised depth (0 far .. 1 near) that lands on the screen plane (zero disparity)."""
     depth_width: int = Field(192, validation_alias="STEREO_DEPTH_WIDTH")
     """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio)."""
-    depth: Literal["hybrid", "heuristic", "onnx"] = Field("heuristic", validation_alias="STEREO_DEPTH")
+    depth: Literal["hybrid", "heuristic", "onnx"] = Field("hybrid", validation_alias="STEREO_DEPTH")
     """``hybrid``: a network (FastDepth, shipped, or ``STEREO_DEPTH_MODEL``) fused with the position prior and
     motion parallax; ``heuristic``: monocular cues only; ``onnx``: the network of ``STEREO_DEPTH_MODEL`` alone."""
     depth_model: Path | None = Field(None, validation_alias="STEREO_DEPTH_MODEL")
