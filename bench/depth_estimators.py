@@ -15,8 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from video_worker.models.stereo.depth import Depths, Frames
+from video_worker.models.stereo.estimators import make_estimator
 from video_worker.models.stereo.guided import guided_filter
 from video_worker.models.stereo.heuristic import GUIDED_EPS, HeuristicDepth
+from video_worker.models.stereo.settings import load_settings
 
 F32 = npt.NDArray[np.float32]
 Norm = Literal["rank", "pct"]
@@ -117,29 +119,14 @@ def _sharpness(grey: npt.NDArray[np.uint8]) -> F32:
     return est._focus(grey)
 
 
-class StillHeuristic(_Stateless):
-    """The product's ``HeuristicDepth`` as it is, given each image as a short still clip (so motion is zero)."""
+class Product:
+    """A ``STEREO_DEPTH`` estimator as ``StereoModel`` builds it from ``env`` (its temporal state kept across a
+    clip), at the settings' working width."""
 
-    version = "bench-heuristic-still"
-
-    def __init__(self) -> None:
-        self.inner = HeuristicDepth()
-
-    def estimate(self, frames: Frames) -> Depths:
-        out = np.empty(frames.shape[:3], np.float32)
-        for i in range(len(frames)):
-            self.inner.reset()
-            out[i] = self.inner.estimate(np.repeat(frames[i : i + 1], STILL_FRAMES, axis=0))[-1]
-        return out
-
-
-class ProductHeuristic:
-    """The product's default estimator object as ``StereoModel`` builds it (temporal state kept across a clip)."""
-
-    depth_width = PRODUCT_DEPTH_WIDTH
-
-    def __init__(self) -> None:
-        self.inner = HeuristicDepth()
+    def __init__(self, env: dict[str, str]) -> None:
+        settings = load_settings(env)
+        self.inner = make_estimator(settings)
+        self.depth_width = settings.depth_width
         self.version = self.inner.version
 
     def estimate(self, frames: Frames) -> Depths:
@@ -147,6 +134,17 @@ class ProductHeuristic:
 
     def reset(self) -> None:
         self.inner.reset()
+
+
+class StillProduct(Product):
+    """``Product`` given each image as a short still clip (``STILL_FRAMES`` copies; motion is zero)."""
+
+    def estimate(self, frames: Frames) -> Depths:
+        out = np.empty(frames.shape[:3], np.float32)
+        for i in range(len(frames)):
+            self.inner.reset()
+            out[i] = self.inner.estimate(np.repeat(frames[i : i + 1], STILL_FRAMES, axis=0))[-1]
+        return out
 
 
 class FastDepth:

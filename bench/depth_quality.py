@@ -44,8 +44,8 @@ from bench.depth_estimators import (
     HeuristicCue,
     Norm,
     Position,
-    ProductHeuristic,
-    StillHeuristic,
+    Product,
+    StillProduct,
     blend,
 )
 from video_worker.models.stereo.depth import Depths, Frames, working_size
@@ -64,6 +64,12 @@ SGBM_RANGE = 16
 WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SCENES = ("indoor", "outdoor")
 PRIOR = "position prior (lower = nearer)"
+DEFAULT = "STEREO_DEPTH=hybrid (default)"
+AS_PUBLISHED = "STEREO_DEPTH=onnx, FastDepth as published (unit, depth, 224x224)"
+HEURISTIC = {"STEREO_DEPTH": "heuristic"}
+FASTDEPTH_AS_PUBLISHED = {"STEREO_DEPTH": "onnx", "STEREO_DEPTH_MODEL": str(FASTDEPTH),
+                          "STEREO_DEPTH_NORMALIZE": "unit", "STEREO_DEPTH_OUTPUT": "depth",
+                          "STEREO_DEPTH_INPUT_SIZE": "224x224"}
 
 
 class Estimator(Protocol):
@@ -382,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     baselines: dict[str, tuple[Estimator, str]] = {
         "flat": (Flat(), "every pair a tie"),
         PRIOR: (Position(), ""),
-        "HeuristicDepth as it is (product default)": (StillHeuristic(), "192 px wide; still: motion cue 0"),
+        "STEREO_DEPTH=heuristic": (StillProduct(HEURISTIC), "192 px wide; still: motion cue 0"),
         "heuristic: position cue alone": (HeuristicCue("position"), "through the guided filter"),
         "heuristic: sharpness cue alone": (HeuristicCue("sharpness"), "through the guided filter"),
     }
@@ -392,6 +398,9 @@ def main(argv: list[str] | None = None) -> None:
         networks = {"224x224": FastDepth(256, (224, 224)), "256 wide": FastDepth(256), "320 wide": FastDepth(320)}
         for size, net in networks.items():
             baselines[f"FastDepth direct, {size}"] = (net, "inverse depth")
+    if have_network:
+        baselines[DEFAULT] = (StillProduct({}), "192 px wide; still: motion cue 0")
+        baselines[AS_PUBLISHED] = (StillProduct(FASTDEPTH_AS_PUBLISHED), "through OnnxDepth")
     score_estimators(samples, baselines, table)
     sweep = sweep_blends(samples, networks) if have_network else {}
     candidates: dict[str, tuple[Estimator, str]] = {}
@@ -404,7 +413,9 @@ def main(argv: list[str] | None = None) -> None:
         score_estimators(samples, candidates, table)
     if not args.no_product:
         product: dict[str, tuple[Estimator, str]] = {
-            "product output: default (HeuristicDepth)": (ProductHeuristic(), "SGBM on the SBS halves"),
+            f"product output: {DEFAULT}": (Product({}), "SGBM on the SBS halves"),
+            "product output: STEREO_DEPTH=heuristic": (Product(HEURISTIC), "SGBM on the SBS halves"),
+            f"product output: {AS_PUBLISHED}": (Product(FASTDEPTH_AS_PUBLISHED), "SGBM on the SBS halves"),
             "product output: position prior": (Position(), "SGBM on the SBS halves"),
         }
         for label, (est, _) in candidates.items():
