@@ -10,6 +10,7 @@ import av
 
 from video_worker.errors import ModelRejected
 
+from .orient import SWAPS
 from .settings import StereoSettings
 from .source import VideoHeader
 
@@ -66,7 +67,8 @@ class SegmentSink:
         ctx.color_primaries = src.color_primaries
         ctx.color_trc = src.color_trc
         if src.sample_aspect_ratio:
-            ctx.sample_aspect_ratio = src.sample_aspect_ratio
+            sar = Fraction(src.sample_aspect_ratio)  # of the coded picture: inverted when it is turned by 90°
+            ctx.sample_aspect_ratio = 1 / sar if header.orientation in SWAPS else sar
         ctx.options = {
             "preset": s.preset, "crf": str(s.crf), "profile": "high", "g": str(KEYINT), "flags": "+bitexact",
         }
