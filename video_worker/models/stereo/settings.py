@@ -45,7 +45,8 @@ class StereoSettings(BaseSettings):
     crf: int = Field(20, validation_alias="STEREO_CRF")
     encoder_threads: int = Field(1, validation_alias="STEREO_ENCODER_THREADS")
     """x264 frame threads (also used for decoding); a fixed number because x264's bitstream depends on it."""
-    max_frame_pixels: int = Field(1920 * 1080, validation_alias="MAX_FRAME_PIXELS")
+    max_frame_pixels: int = Field(3840 * 2160, validation_alias="MAX_FRAME_PIXELS")
+    """Larger inputs are rejected from the header; 4K UHD by default (peak memory in README, stereo section)."""
 
     @field_validator("divergence")
     @classmethod
