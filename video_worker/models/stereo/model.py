@@ -20,6 +20,7 @@ from .compose import Composer, Mode, rgb_of
 from .depth import DepthEstimator, working_size
 from .dibr import half_disparity
 from .estimators import make_estimator
+from .hdr import BT709, ToneMapper
 from .orient import orientation_of, read_orientation, upright
 from .planes import as_yuv420
 from .settings import StereoSettings, load_settings
@@ -88,8 +89,8 @@ class StereoModel:
             video = inp.streams.video[0]
             video.codec_context.thread_count = s.encoder_threads
             ctx = video.codec_context
-            composer = Composer(mode, s.sbs, *header.display, int(ctx.colorspace),
-                                full_range=int(ctx.color_range) == 2 or ctx.pix_fmt == "yuvj420p")
+            composer = Composer(mode, s.sbs, *header.display, BT709 if header.hdr else int(ctx.colorspace),
+                                full_range=not header.hdr and (int(ctx.color_range) == 2 or ctx.pix_fmt == "yuvj420p"))
             comment = f"stereo {self.fingerprint} {mode}{'-half' if mode == 'sbs' and s.sbs == 'half' else ''}"
             with SegmentSink(dst, header, video, list(inp.streams.audio), composer.size, s, comment) as sink:
                 estimator.reset()
@@ -118,11 +119,12 @@ class _Run:
         self.preview = preview
         self.preview_index = header.frames // 2
         self._scaler = av.video.reformatter.VideoReformatter()
+        self._sdr = ToneMapper(header.hdr) if header.hdr else as_yuv420
 
     def add(self, frame: av.VideoFrame) -> None:
         if orientation_of(frame) != self.header.orientation:
             raise ModelRejected(f"the display rotation changes at frame {self.count + len(self.frames)}")
-        frame = upright(as_yuv420(frame), self.header.orientation)
+        frame = upright(self._sdr(frame), self.header.orientation)
         w, h = self.size
         small = self._scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
         self.small[len(self.frames)] = small.to_ndarray()

@@ -89,6 +89,8 @@ def upright(frame: av.VideoFrame, orientation: Orientation) -> av.VideoFrame:
     out = av.VideoFrame(width, height, fmt)
     for i in range(3):
         plane_view(out, i)[...] = _turn(plane_view(frame, i), orientation)
-    out.pts, out.duration, out.time_base = frame.pts, frame.duration, frame.time_base
+    out.pts, out.duration = frame.pts, frame.duration
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
     out.colorspace, out.color_range = frame.colorspace, frame.color_range
     return out

@@ -10,6 +10,7 @@ import av
 
 from video_worker.errors import ModelRejected
 
+from .hdr import Transfer, transfer_of
 from .orient import Orientation, display_size
 
 CONTAINERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "mpegts")
@@ -28,6 +29,8 @@ class VideoHeader:
     """Frame count from the header, 0 when the container does not say."""
     codec: str
     orientation: Orientation = "none"
+    hdr: Transfer | None = None
+    """PQ or HLG (from the stream's colour tags): frames are tone-mapped to SDR BT.709, and tagged so."""
     """How each decoded frame is turned upright (from the display matrix); the output has no display matrix."""
 
     @property
@@ -69,6 +72,7 @@ def read_header(container: av.container.InputContainer, max_pixels: int,
     return VideoHeader(
         width=width, height=height, time_base=Fraction(stream.time_base), frame_rate=Fraction(rate) if rate else None,
         frames=int(stream.frames or 0), codec=ctx.name, orientation=orientation,
+        hdr=transfer_of(int(ctx.color_trc)),
     )
 
 
