@@ -99,6 +99,8 @@ class ToneMapper:
         x = _TABLE_X
         self._gain = np.where(x > 0, rolloff(x) / np.maximum(x, 1e-12), 1.0).astype(np.float32)
         """Gain that takes a pixel whose largest component is x to rolloff(x): hue and saturation kept."""
+        self._encode = np.round(np.power(np.linspace(0.0, 1.0, 65536) ** 2, 1.0 / 2.4) * 255.0).astype(np.uint8)
+        """BT.1886's inverse to 8 bits, indexed by the square root of the display level (0..1)."""
         self._rgb = av.video.reformatter.VideoReformatter()
         self._yuv = av.video.reformatter.VideoReformatter()
 
@@ -110,16 +112,15 @@ class ToneMapper:
         return out
 
     def _strip(self, rgb16: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
-        rows, cols = rgb16.shape[:2]
         lin: F32 = self._to_linear[rgb16]  # BT.2020 linear: relative to reference white (PQ), scene light (HLG)
         display_gain: F32 | None = None
         if self.transfer == "hlg":  # OOTF: display light = 1000 nits x Ys^0.2 x scene light
-            scene_luma = cv2.transform(lin, BT2020_LUMA).reshape(rows, cols)
+            scene_luma = cv2.transform(lin, BT2020_LUMA).reshape(rgb16.shape[:2])
             display_gain = np.asarray(cv2.pow(np.maximum(scene_luma, 1e-6), 0.2), np.float32)
             display_gain *= np.float32(HLG_DISPLAY / REFERENCE_WHITE)
         lin = np.asarray(cv2.transform(lin, BT2020_TO_BT709), np.float32)
         np.maximum(lin, 0.0, out=lin)
-        peak = np.asarray(cv2.reduce(lin.reshape(-1, 3), 1, cv2.REDUCE_MAX), np.float32).reshape(rows, cols)
+        peak = np.maximum(np.maximum(lin[..., 0], lin[..., 1]), lin[..., 2])
         if display_gain is not None:
             peak = peak * display_gain
         index = cv2.sqrt(np.minimum(peak, X_MAX) * np.float32(1.0 / X_MAX)) * np.float32(65535.0)
@@ -127,7 +128,10 @@ class ToneMapper:
         if display_gain is not None:
             gain = gain * display_gain
         lin = np.asarray(cv2.multiply(lin, cv2.merge([gain, gain, gain])), np.float32)  # every channel <= 1 now
-        return np.asarray(cv2.convertScaleAbs(cv2.pow(lin, 1.0 / 2.4), alpha=255.0), np.uint8)
+        np.minimum(lin, 1.0, out=lin)
+        index = np.asarray(cv2.sqrt(lin), np.float32) * np.float32(65535.0) + np.float32(0.5)
+        encoded: npt.NDArray[np.uint8] = self._encode[index.astype(np.uint16)]  # twice faster than cv2.pow
+        return encoded
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         matrix = frame.colorspace if frame.colorspace not in (0, 2) else BT2020_MATRIX  # unspecified: BT.2020

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from video_worker.errors import ConfigError
 
-MODEL_VERSION = "stereo-dibr-1"
+MODEL_VERSION = "stereo-dibr-2"
 """Bumped whenever a code change alters output bytes for the same settings."""
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
