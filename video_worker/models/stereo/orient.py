@@ -49,7 +49,9 @@ def read_orientation(src: Path) -> Orientation:
         with av.open(str(src), mode="r") as container:
             if not container.streams.video:
                 return "none"
-            for frame in container.decode(container.streams.video[0]):
+            video = container.streams.video[0]
+            video.codec_context.thread_count = 1  # one frame is wanted: no decoder threads to start
+            for frame in container.decode(video):
                 return orientation_of(frame)
     except av.FFmpegError:
         pass
