@@ -14,6 +14,7 @@ import numpy.typing as npt
 from .compose import Composer, rgb_of
 from .depth import DepthEstimator, working_size
 from .dibr import half_disparity
+from .hdr import BT709, ToneMapper
 from .heuristic import HeuristicDepth
 from .orient import read_orientation, upright
 from .planes import as_yuv420
@@ -62,13 +63,16 @@ def composite(src: Path, png: Path, frame_index: int | None = None, settings: St
         scaler = av.video.reformatter.VideoReformatter()
         ctx = inp.streams.video[0].codec_context
         cs, full = int(ctx.colorspace), int(ctx.color_range) == 2
+        if header.hdr:
+            cs, full = BT709, False
+        sdr = ToneMapper(header.hdr) if header.hdr else as_yuv420
         frame: av.VideoFrame | None = None
         depth = np.zeros((h, w), np.float32)
         for i, decoded in enumerate(inp.decode(video=0)):
-            frame = upright(as_yuv420(decoded), header.orientation)
+            frame = upright(sdr(decoded), header.orientation)
             small = np.asarray(scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
                                .to_ndarray(), np.uint8)
-            depth = np.clip(est.estimate(small[None])[0], 0.0, 1.0)
+            depth = np.clip(np.nan_to_num(est.estimate(small[None])[0], nan=0.0), 0.0, 1.0)  # as the model does
             if i >= target:
                 break
     if frame is None:
