@@ -13,7 +13,8 @@ from video_worker.models.stereo import StereoModel, StereoSettings, fingerprint,
 def test_defaults() -> None:
     s = load_settings({})
     assert (s.divergence, s.convergence, s.depth_width, s.depth, s.batch) == (2.0, 0.5, 192, "hybrid", 4)
-    assert (s.sbs, s.preset, s.crf, s.encoder_threads, s.max_frame_pixels) == ("full", "veryfast", 20, 1, 1920 * 1080)
+    assert (s.sbs, s.preset, s.crf, s.encoder_threads, s.max_frame_pixels) == ("full", "veryfast", 20, 1, 3840 * 2160)
+    assert s.context_frames == 24
 
 
 def test_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:

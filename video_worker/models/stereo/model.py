@@ -23,6 +23,8 @@ from .compose import Composer, Mode, rgb_of
 from .depth import DepthEstimator, working_size
 from .dibr import half_disparity
 from .estimators import make_estimator
+from .hdr import BT709, ToneMapper
+from .orient import orientation_of, read_orientation, upright
 from .planes import as_yuv420
 from .settings import StereoSettings, load_settings
 from .sink import SegmentSink
@@ -97,12 +99,12 @@ class StereoModel:
         clock = PhaseClock()
         s = self.settings
         with closing(open_source(src)) as inp:
-            header = read_header(inp, s.max_frame_pixels)
+            header = read_header(inp, s.max_frame_pixels, read_orientation(src))
             video = inp.streams.video[0]
             video.codec_context.thread_count = s.encoder_threads
             ctx = video.codec_context
-            composer = Composer(mode, s.sbs, header.width, header.height, int(ctx.colorspace),
-                                full_range=int(ctx.color_range) == 2 or ctx.pix_fmt == "yuvj420p")
+            composer = Composer(mode, s.sbs, *header.display, BT709 if header.hdr else int(ctx.colorspace),
+                                full_range=not header.hdr and (int(ctx.color_range) == 2 or ctx.pix_fmt == "yuvj420p"))
             comment = f"stereo {self.fingerprint} {mode}{'-half' if mode == 'sbs' and s.sbs == 'half' else ''}"
             with SegmentSink(dst, header, video, list(inp.streams.audio), composer.size, s, comment) as sink:
                 estimator.reset()
@@ -126,7 +128,7 @@ class _Run:
                  sink: SegmentSink, clock: PhaseClock, preview: Path | None) -> None:
         s = self.settings = settings
         self.estimator, self.header, self.composer, self.sink, self.clock = estimator, header, composer, sink, clock
-        self.size = working_size(header.width, header.height, s.depth_width)
+        self.size = working_size(*header.display, s.depth_width)
         self.small = np.empty((s.batch, self.size[1], self.size[0], 3), np.uint8)
         self.frames: list[av.VideoFrame] = []
         self.count = 0
@@ -134,10 +136,14 @@ class _Run:
         self.preview = preview
         self.preview_index = header.frames // 2
         self._scaler = av.video.reformatter.VideoReformatter()
+        self._sdr = ToneMapper(header.hdr) if header.hdr else as_yuv420
 
     def working_rgb(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, npt.NDArray[np.uint8]]:
-        """The frame as the renderer takes it (4:2:0) and as the estimator takes it (RGB at the working size)."""
-        frame = as_yuv420(frame)
+        """The frame as the renderer takes it (upright, SDR, 4:2:0) and as the estimator takes it (RGB at the
+        working size)."""
+        if orientation_of(frame) != self.header.orientation:
+            raise ModelRejected(f"the display rotation changes at frame {self.count + len(self.frames)}")
+        frame = upright(self._sdr(frame), self.header.orientation)
         w, h = self.size
         small = self._scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
         return frame, cast(npt.NDArray[np.uint8], small.to_ndarray())
@@ -181,7 +187,7 @@ class _Run:
         self.clock.lap("depth")
         s = self.settings
         for i, frame in enumerate(self.frames):
-            shift = half_disparity(depths[i], self.header.width, s.divergence, s.convergence)
+            shift = half_disparity(depths[i], self.header.display[0], s.divergence, s.convergence)
             out = self.composer.render(frame, shift)
             if self.preview is not None and self.count == self.preview_index:
                 cv2.imwrite(str(self.preview), cv2.cvtColor(rgb_of(out), cv2.COLOR_RGB2BGR))

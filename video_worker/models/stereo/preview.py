@@ -14,7 +14,9 @@ import numpy.typing as npt
 from .compose import Composer, rgb_of
 from .depth import DepthEstimator, working_size
 from .dibr import half_disparity
+from .hdr import BT709, ToneMapper
 from .heuristic import HeuristicDepth
+from .orient import read_orientation, upright
 from .planes import as_yuv420
 from .settings import StereoSettings, load_settings
 from .source import open_source, read_header
@@ -54,29 +56,33 @@ def composite(src: Path, png: Path, frame_index: int | None = None, settings: St
     est = estimator if estimator is not None else HeuristicDepth()
     est.reset()
     with closing(open_source(src)) as inp:
-        header = read_header(inp, s.max_frame_pixels)
+        header = read_header(inp, s.max_frame_pixels, read_orientation(src))
         target = header.frames // 2 if frame_index is None else frame_index
-        w, h = working_size(header.width, header.height, s.depth_width)
+        dw, dh = header.display
+        w, h = working_size(dw, dh, s.depth_width)
         scaler = av.video.reformatter.VideoReformatter()
         ctx = inp.streams.video[0].codec_context
         cs, full = int(ctx.colorspace), int(ctx.color_range) == 2
+        if header.hdr:
+            cs, full = BT709, False
+        sdr = ToneMapper(header.hdr) if header.hdr else as_yuv420
         frame: av.VideoFrame | None = None
         depth = np.zeros((h, w), np.float32)
         for i, decoded in enumerate(inp.decode(video=0)):
-            frame = as_yuv420(decoded)
+            frame = upright(sdr(decoded), header.orientation)
             small = np.asarray(scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
                                .to_ndarray(), np.uint8)
-            depth = np.clip(est.estimate(small[None])[0], 0.0, 1.0)
+            depth = np.clip(np.nan_to_num(est.estimate(small[None])[0], nan=0.0), 0.0, 1.0)  # as the model does
             if i >= target:
                 break
     if frame is None:
         raise ValueError(f"{src} has no frames")
-    shift = half_disparity(depth, header.width, s.divergence, s.convergence)
+    shift = half_disparity(depth, dw, s.divergence, s.convergence)
     panels = {
         "input": rgb_of(frame),
-        "depth": depth_image(depth, (header.width, header.height)),
-        "sbs": rgb_of(Composer("sbs", "full", header.width, header.height, cs, full).render(frame, shift)),
-        "anaglyph": rgb_of(Composer("anaglyph", "full", header.width, header.height, cs, full).render(frame, shift)),
+        "depth": depth_image(depth, (dw, dh)),
+        "sbs": rgb_of(Composer("sbs", "full", dw, dh, cs, full).render(frame, shift)),
+        "anaglyph": rgb_of(Composer("anaglyph", "full", dw, dh, cs, full).render(frame, shift)),
     }
     top = np.hstack([_label(panels["input"], "input"), _label(panels["depth"], "depth (bright = near)")])
     mid = _label(panels["sbs"], "side-by-side: left | right")

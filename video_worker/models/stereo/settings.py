@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from video_worker.errors import ConfigError
 
-MODEL_VERSION = "stereo-dibr-1"
+MODEL_VERSION = "stereo-dibr-2"
 """Bumped whenever a code change alters output bytes for the same settings."""
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -57,7 +57,8 @@ class StereoSettings(BaseSettings):
     crf: int = Field(20, validation_alias="STEREO_CRF")
     encoder_threads: int = Field(1, validation_alias="STEREO_ENCODER_THREADS")
     """x264 frame threads (also used for decoding); a fixed number because x264's bitstream depends on it."""
-    max_frame_pixels: int = Field(1920 * 1080, validation_alias="MAX_FRAME_PIXELS")
+    max_frame_pixels: int = Field(3840 * 2160, validation_alias="MAX_FRAME_PIXELS")
+    """Larger inputs are rejected from the header; 4K UHD by default (peak memory in README, stereo section)."""
     context_frames: int = Field(24, validation_alias="STEREO_CONTEXT_FRAMES")
     """Frames of the previous segment the estimator runs over before a segment, so depth does not jump at the
     cut (0: none). Its temporal state forgets 30 % a frame: 24 frames leave 0.02 % of where it started."""

@@ -10,6 +10,8 @@ import av
 
 from video_worker.errors import ModelRejected
 
+from .hdr import BT709, MPEG_RANGE
+from .orient import SWAPS
 from .settings import StereoSettings
 from .source import VideoHeader
 
@@ -61,12 +63,16 @@ class SegmentSink:
         ctx.thread_count = s.encoder_threads
         ctx.thread_type = "FRAME"  # never sliced threads: frame threading with a fixed count is deterministic
         src = source.codec_context
-        ctx.color_range = src.color_range
-        ctx.colorspace = src.colorspace
-        ctx.color_primaries = src.color_primaries
-        ctx.color_trc = src.color_trc
+        if header.hdr:  # tone-mapped to SDR (hdr.py)
+            ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc = MPEG_RANGE, BT709, BT709, BT709
+        else:
+            ctx.color_range = src.color_range
+            ctx.colorspace = src.colorspace
+            ctx.color_primaries = src.color_primaries
+            ctx.color_trc = src.color_trc
         if src.sample_aspect_ratio:
-            ctx.sample_aspect_ratio = src.sample_aspect_ratio
+            sar = Fraction(src.sample_aspect_ratio)  # of the coded picture: inverted when it is turned by 90°
+            ctx.sample_aspect_ratio = 1 / sar if header.orientation in SWAPS else sar
         ctx.options = {
             "preset": s.preset, "crf": str(s.crf), "profile": "high", "g": str(KEYINT), "flags": "+bitexact",
         }

@@ -10,6 +10,9 @@ import av
 
 from video_worker.errors import ModelRejected
 
+from .hdr import Transfer, transfer_of
+from .orient import Orientation, display_size
+
 CONTAINERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "mpegts")
 """Demuxers accepted; anything else (raw streams, images, text 'tty' files) is rejected."""
 
@@ -25,6 +28,15 @@ class VideoHeader:
     frames: int
     """Frame count from the header, 0 when the container does not say."""
     codec: str
+    orientation: Orientation = "none"
+    hdr: Transfer | None = None
+    """PQ or HLG (from the stream's colour tags): frames are tone-mapped to SDR BT.709, and tagged so."""
+    """How each decoded frame is turned upright (from the display matrix); the output has no display matrix."""
+
+    @property
+    def display(self) -> tuple[int, int]:
+        """(width, height) of the upright picture: what depth, rendering and the output see."""
+        return display_size(self.orientation, self.width, self.height)
 
 
 def open_source(src: Path) -> av.container.InputContainer:
@@ -40,7 +52,8 @@ def open_source(src: Path) -> av.container.InputContainer:
     return container
 
 
-def read_header(container: av.container.InputContainer, max_pixels: int) -> VideoHeader:
+def read_header(container: av.container.InputContainer, max_pixels: int,
+                orientation: Orientation = "none") -> VideoHeader:
     """Check the first video stream's header: present, known even dimensions, within ``max_pixels``."""
     if not container.streams.video:
         raise ModelRejected("no video stream in the file")
@@ -58,7 +71,8 @@ def read_header(container: av.container.InputContainer, max_pixels: int) -> Vide
     rate = stream.average_rate or stream.guessed_rate
     return VideoHeader(
         width=width, height=height, time_base=Fraction(stream.time_base), frame_rate=Fraction(rate) if rate else None,
-        frames=int(stream.frames or 0), codec=ctx.name,
+        frames=int(stream.frames or 0), codec=ctx.name, orientation=orientation,
+        hdr=transfer_of(int(ctx.color_trc)),
     )
 
 
