@@ -68,9 +68,9 @@ def _make3d(stem: str) -> Sample:
                   f"Make3D: research use, no licence stated; {KARSCH[2]}", False)
 
 
-def _kitti(name: str, repo: tuple[str, str, str], rgb: str, velodyne: str, calib: str, split: str) -> Sample:
+def _kitti(name: str, repo: tuple[str, str, str], rgb: str, velodyne: str, calib: str) -> Sample:
     return Sample(name, "outdoor", repo[0], repo[1], rgb, velodyne, "kitti_velodyne",
-                  f"KITTI 3D object {split} (Velodyne HDL-64E scan projected into image_2)",
+                  "KITTI 3D object (Velodyne HDL-64E scan projected into image_2)",
                   f"{KITTI_LICENCE}; {repo[2]}", False, calib)
 
 
@@ -91,13 +91,13 @@ SAMPLES: tuple[Sample, ...] = (
     *(_make3d(stem) for stem in ("060705-17.10.14-p-254t000", "060705-17.35.48-p-049t000", "op10-p-313t000",
                                  "op31-p-220t000", "op36-p-077t000", "op36-p-343t000", "op57-p-283t000")),
     *(_kitti(f"kitti-train-{i:06d}", KITTI_VIS, f"data/object/training/image_2/{i:06d}.png",
-             f"data/object/training/velodyne/{i:06d}.bin", f"data/object/training/calib/{i:06d}.txt", "training")
+             f"data/object/training/velodyne/{i:06d}.bin", f"data/object/training/calib/{i:06d}.txt")
       for i in range(3)),
     # The repository holds one calibration file copied for all eight test frames (the 2011_09_26 one, the frame
     # 000007's own): the frames are 1242x375, that day's size, and the projected scans line up with poles, cars
     # and tree trunks.
     *(_kitti(f"kitti-test-{i:06d}", KITTI_VELO2CAM, f"data_object_image_2/testing/image_2/{i:06d}.png",
-             f"data_object_velodyne/testing/velodyne/{i:06d}.bin", f"testing/calib/{i:06d}.txt", "testing")
+             f"data_object_velodyne/testing/velodyne/{i:06d}.bin", f"testing/calib/{i:06d}.txt")
       for i in range(8)),
 )
 """The manifest: 8 indoor (3 committable TUM frames), 18 outdoor (7 Make3D, laser range; 11 KITTI, Velodyne)."""
