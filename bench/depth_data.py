@@ -32,6 +32,10 @@ OPEN3D = ("Acidburn0zzz/Open3D", "e4315a8033dc9e28386fc34d4896d9bb0a3bf91b", "MI
 SLAMBOOK2 = ("gaoxiang12/slambook2", "e62d9cd1f95bab337fb4251608543b71d004c420", "MIT (repository)")
 KARSCH = ("kevinkarsch/depth-transfer", "0351ffcade5e9b90e10cf378325a4051295757a6",
           "Microsoft Research licence, non-commercial (repository)")
+KITTI_VIS = ("kuixu/kitti_object_vis", "12ce0a2348f6e1405c502bf32e51d76d3a970396", "MIT (repository)")
+KITTI_VELO2CAM = ("Lsy-1997/kitti-velo2cam", "7546fa6f86ae206ade5e7eb1cdbe5c9b8f4c2787",
+                  "MIT (repository, a fork of azureology/kitti-velo2cam)")
+KITTI_LICENCE = "KITTI: CC BY-NC-SA 3.0 (Geiger, Lenz, Urtasun, CVPR 2012)"
 TUM_LICENCE = "CC BY 4.0 (TUM RGB-D benchmark, Sturm et al., IROS 2012)"
 
 
@@ -45,10 +49,11 @@ class Sample:
     commit: str
     rgb: str
     gt: str
-    gt_format: str  # tum5000 | mm | nyu_raw | sun | make3d
+    gt_format: str  # tum5000 | mm | nyu_raw | sun | make3d | kitti_velodyne
     dataset: str
     licence: str
     committable: bool
+    calib: str = ""  # kitti_velodyne: the KITTI object-benchmark calibration file (P2, R0_rect, Tr_velo_to_cam)
 
 
 def _tum(name: str, repo: tuple[str, str, str], rgb: str, gt: str, sequence: str) -> Sample:
@@ -61,6 +66,12 @@ def _make3d(stem: str) -> Sample:
     return Sample(f"make3d-{stem}", "outdoor", KARSCH[0], KARSCH[1], f"{base}/img-{stem}.jpg",
                   f"{base}/depth_sph_corr-{stem}.mat", "make3d", "Make3D Laser+Image (Saxena et al.)",
                   f"Make3D: research use, no licence stated; {KARSCH[2]}", False)
+
+
+def _kitti(name: str, repo: tuple[str, str, str], rgb: str, velodyne: str, calib: str) -> Sample:
+    return Sample(name, "outdoor", repo[0], repo[1], rgb, velodyne, "kitti_velodyne",
+                  "KITTI 3D object (Velodyne HDL-64E scan projected into image_2)",
+                  f"{KITTI_LICENCE}; {repo[2]}", False, calib)
 
 
 SAMPLES: tuple[Sample, ...] = (
@@ -79,8 +90,17 @@ SAMPLES: tuple[Sample, ...] = (
              f"data origin and licence not stated; {SLAMBOOK2[2]}", False) for i in (1, 3, 5)),
     *(_make3d(stem) for stem in ("060705-17.10.14-p-254t000", "060705-17.35.48-p-049t000", "op10-p-313t000",
                                  "op31-p-220t000", "op36-p-077t000", "op36-p-343t000", "op57-p-283t000")),
+    *(_kitti(f"kitti-train-{i:06d}", KITTI_VIS, f"data/object/training/image_2/{i:06d}.png",
+             f"data/object/training/velodyne/{i:06d}.bin", f"data/object/training/calib/{i:06d}.txt")
+      for i in range(3)),
+    # The repository holds one calibration file copied for all eight test frames (the 2011_09_26 one, the frame
+    # 000007's own): the frames are 1242x375, that day's size, and the projected scans line up with poles, cars
+    # and tree trunks.
+    *(_kitti(f"kitti-test-{i:06d}", KITTI_VELO2CAM, f"data_object_image_2/testing/image_2/{i:06d}.png",
+             f"data_object_velodyne/testing/velodyne/{i:06d}.bin", f"testing/calib/{i:06d}.txt")
+      for i in range(8)),
 )
-"""The manifest: 8 indoor (3 committable TUM frames), 7 outdoor (Make3D, laser range)."""
+"""The manifest: 8 indoor (3 committable TUM frames), 18 outdoor (7 Make3D, laser range; 11 KITTI, Velodyne)."""
 
 
 def _git_blob(mirrors: Path, repo: str, commit: str, path: str) -> bytes:
@@ -113,8 +133,52 @@ def _make3d_depth(blob: bytes) -> F32:
     return grid[:, :, 3].astype(np.float32)
 
 
-def _depth_metres(blob: bytes, gt_format: str) -> F32:
-    """The GT file's depth in metres, 0 where invalid."""
+def _kitti_calib(text: str) -> dict[str, npt.NDArray[np.float64]]:
+    """The matrices of a KITTI object-benchmark calibration file (``KEY: v v v ...`` per line)."""
+    mats = {}
+    for line in text.splitlines():
+        key, _, values = line.partition(":")
+        if values.strip():
+            mats[key.strip()] = np.array([float(v) for v in values.split()], np.float64)
+    return mats
+
+
+def _kitti_velodyne_depth(blob: bytes, calib: bytes, shape: tuple[int, int]) -> F32:
+    """One Velodyne HDL-64E scan (float32 x, y, z, reflectance) projected into the left colour camera (image_2).
+
+    x_img = P2 · R0_rect · Tr_velo_to_cam · x_velo, as the KITTI object devkit does; depth = the rectified camera's z
+    (metres). Where several points fall on one pixel the nearest is kept; pixels without a point are 0.
+    """
+    mats = _kitti_calib(calib.decode())
+    p2 = mats["P2"].reshape(3, 4)
+    r0 = np.eye(4)
+    r0[:3, :3] = mats["R0_rect"].reshape(3, 3)
+    tr = np.vstack([mats["Tr_velo_to_cam"].reshape(3, 4), [0.0, 0.0, 0.0, 1.0]])
+    pts = np.frombuffer(blob, np.float32).reshape(-1, 4).astype(np.float64)
+    pts = pts[pts[:, 0] > 0.5]  # in front of the scanner
+    homo = np.hstack([pts[:, :3], np.ones((len(pts), 1))])
+    img = (p2 @ r0 @ tr @ homo.T).T
+    z = img[:, 2]
+    front = z > 0.5
+    u = np.round(img[front, 0] / z[front]).astype(np.intp)
+    v = np.round(img[front, 1] / z[front]).astype(np.intp)
+    z = z[front]
+    h, w = shape
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    depth = np.full(shape, np.inf)
+    np.minimum.at(depth, (v[inside], u[inside]), z[inside])
+    depth[~np.isfinite(depth)] = 0.0
+    return depth.astype(np.float32)
+
+
+SPARSE = ("kitti_velodyne",)
+"""Scattered-point GT formats: downscaled by keeping the nearest valid point per pixel (``_shrink_sparse``)."""
+
+
+def _depth_metres(blob: bytes, gt_format: str, calib: bytes = b"", shape: tuple[int, int] = (0, 0)) -> F32:
+    """The GT file's depth in metres, 0 where invalid (``calib`` and the image ``shape`` for LiDAR scans)."""
+    if gt_format == "kitti_velodyne":
+        return _kitti_velodyne_depth(blob, calib, shape)
     if gt_format == "make3d":
         depth = _make3d_depth(blob)
         depth[depth >= 70.0] = 0.0  # the laser saturates at 80 m; the usual Make3D protocol keeps < 70 m
@@ -137,14 +201,32 @@ def _depth_metres(blob: bytes, gt_format: str) -> F32:
     raise ValueError(f"unknown GT format {gt_format}")
 
 
-def _fit_width(rgb: npt.NDArray[np.uint8], depth: F32) -> tuple[npt.NDArray[np.uint8], F32]:
+def _shrink_sparse(depth: F32, shape: tuple[int, int]) -> F32:
+    """A sparse map scaled down to ``shape``: every valid pixel lands on its target pixel, the nearest one wins.
+
+    (Nearest-neighbour resizing would drop most of a LiDAR scan's points when shrinking.)
+    """
+    h, w = depth.shape
+    ys, xs = np.nonzero(depth > 0)
+    ty = np.minimum(((ys + 0.5) * shape[0] / h).astype(np.intp), shape[0] - 1)
+    tx = np.minimum(((xs + 0.5) * shape[1] / w).astype(np.intp), shape[1] - 1)
+    out = np.full(shape, np.inf)
+    np.minimum.at(out, (ty, tx), depth[ys, xs].astype(np.float64))
+    out[~np.isfinite(out)] = 0.0
+    return out.astype(np.float32)
+
+
+def _fit_width(rgb: npt.NDArray[np.uint8], depth: F32, sparse: bool = False) -> tuple[npt.NDArray[np.uint8], F32]:
     h, w = rgb.shape[:2]
     if w > MAX_WIDTH:
         size = (MAX_WIDTH, round(h * MAX_WIDTH / w))
         rgb = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
     size = (rgb.shape[1], rgb.shape[0])
     if depth.shape != rgb.shape[:2]:
-        depth = np.asarray(cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST), np.float32)
+        if sparse and depth.shape[0] >= size[1] and depth.shape[1] >= size[0]:
+            depth = _shrink_sparse(depth, (size[1], size[0]))
+        else:
+            depth = np.asarray(cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST), np.float32)
     return rgb, depth
 
 
@@ -157,7 +239,9 @@ def extract(mirrors: Path, out: Path, keep: Callable[[Sample], bool]) -> list[Sa
             continue
         bgr = _image(_git_blob(mirrors, s.repo, s.commit, s.rgb), cv2.IMREAD_COLOR)
         rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
-        rgb, depth = _fit_width(rgb, _depth_metres(_git_blob(mirrors, s.repo, s.commit, s.gt), s.gt_format))
+        calib = _git_blob(mirrors, s.repo, s.commit, s.calib) if s.calib else b""
+        gt = _depth_metres(_git_blob(mirrors, s.repo, s.commit, s.gt), s.gt_format, calib, rgb.shape[:2])
+        rgb, depth = _fit_width(rgb, gt, sparse=s.gt_format in SPARSE)
         cv2.imwrite(str(out / f"{s.name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         np.save(out / f"{s.name}.npy", depth)
         written.append(s)

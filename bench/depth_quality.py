@@ -344,6 +344,17 @@ def render(samples: list[Sample], table: Table, sweep: dict[tuple[str, Norm, flo
                      f"{fmt(sc.mean(sc.ordinal, every))} | {fmt(sc.mean(sc.delta, indoor))} | "
                      f"{fmt(sc.mean(sc.delta, outdoor))} | {fmt(sc.mean(sc.delta, every))} | {ms} | "
                      f"{table.notes[label]} |")
+    datasets = list(dict.fromkeys(s.source for s in samples))
+    lines += ["", "Per dataset, ordinal error / δ1 (means over its images; the number of images in brackets):", "",
+              "| estimator | " + " | ".join(f"{d} ({next(s.scene for s in samples if s.source == d)}, "
+                                             f"{sum(s.source == d for s in samples)})" for d in datasets) + " |",
+              "|---|" + "---|" * len(datasets)]
+    for label, sc in table.rows.items():
+        cells = []
+        for d in datasets:
+            group = [s.name for s in samples if s.source == d]
+            cells.append(f"{fmt(sc.mean(sc.ordinal, group))} / {fmt(sc.mean(sc.delta, group))}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Blend sweep: w x normalised FastDepth inverse depth + (1 - w) x position prior; ordinal error "
               "indoor / outdoor.", "",
               "| network input, normalisation | " + " | ".join(f"w={w}" for w in WEIGHTS) + " |",
