@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         frames = decoded_frames(clip, load_settings({}).depth_width)
         rows.append(("position prior", *score(Position(), frames, scene)))
         for label, env in (("heuristic (position 0.5, motion 0.3, sharpness 0.2)", {"STEREO_DEPTH": "heuristic"}),
-                           ("hybrid (FastDepth + position, sky-gated; motion 0.3)", {"STEREO_DEPTH": "hybrid"})):
+                           ("hybrid (position + FastDepth row deviation; motion 0.3)", {"STEREO_DEPTH": "hybrid"})):
             rows.append((label, *score(make_estimator(load_settings(env)), frames, scene)))
     lines = [f"A {args.seconds:g} s 640x360 scene (`python -m bench.depth_video`): a panning backdrop (far), a disc "
              "crossing it (8x nearer) and a larger one lower down (24x nearer); every frame scored against its known "

@@ -1,11 +1,12 @@
 """The default depth (``STEREO_DEPTH=hybrid``): a small learned network fused with the position prior and motion
 parallax, smoothed in space and time like ``heuristic``.
 
-The network is FastDepth (Wofk et al., ICRA 2019, MIT licence; ``weights/``), trained on indoor scenes: there it
-orders depth far better than any monocular cue, outdoors it is unreliable (it has never seen a sky), while the
-position prior ("lower in the picture is nearer") is strong on open ground. So the network's weight follows a
-sky gate: the share of the frame's top third that is bright and flat, smoothed over frames. Sharpness, a cue of
-``heuristic``, is left out: on real photographs it orders depth worse than chance (BENCHMARKS.md).
+The network is FastDepth (Wofk et al., ICRA 2019, MIT licence; ``weights/``), trained on indoor scenes: indoors
+it orders depth far better than any monocular cue, outdoors it does worse than the position prior ("lower in the
+picture is nearer"), which is strong on open ground and streets (BENCHMARKS.md, "Depth quality on real data").
+So each supplies what it is good at: the prior the vertical layout, the network which of two things at the same
+height is nearer (its deviation from its own row mean). Sharpness, a cue of ``heuristic``, is left out: on real
+photographs it orders depth worse than chance.
 """
 
 from __future__ import annotations
@@ -23,24 +24,22 @@ from .heuristic import HeuristicDepth
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 FASTDEPTH = WEIGHTS / "fastdepth-nyu-f32.onnx"
 """FastDepth, NYU Depth v2 weights, float32 ONNX: Nx3xHxW RGB 0..1 in, metric depth (larger = farther) out."""
-FASTDEPTH_CONVENTIONS = {"normalize": "unit", "output": "depth", "input_size": (192, 192)}
-"""Its conventions as published; 192x192 orders depth as well as 224x224 at three quarters of the cost."""
+FASTDEPTH_CONVENTIONS = {"normalize": "unit", "output": "depth", "multiple": 32}
+"""Its conventions as published: 0..1 input, metric depth out, free sizes that are multiples of 32."""
+NETWORK_WIDTH = 320
+"""Frames are scaled to this width for the network (height keeping the aspect, rounded to 32): wide frames
+(2.39:1 films, dash cams) keep enough rows, and 320 orders depth better than 192 or 256 (BENCHMARKS.md)."""
 
-NETWORK_INDOOR, NETWORK_OUTDOOR = 0.6, 0.1
-"""The network's share of the still cues (the rest is the position prior) with no sky, and with a sky."""
+NETWORK = 0.3
+"""Weight of the network's row deviation added to the position prior (0 .. 1 from top to bottom)."""
 MOTION = 0.3
 """Motion parallax's share, as in ``heuristic``."""
-SKY_LEVEL, SKY_FLAT = 150, 8.0
-"""A sky pixel: grey level above ``SKY_LEVEL`` and |Laplacian| below ``SKY_FLAT`` (0..255 levels)."""
-SKY_FROM, SKY_TO = 0.10, 0.25
-"""Sky share of the top third at which the gate starts to move to the outdoor weight, and where it gets there."""
-GATE_KEEP = 0.7
-"""Weight of the previous frames' gate in its moving average (a cut to the outdoors fades in over a few frames)."""
 VERSION = "hybrid-1"
 
 
 class HybridDepth(HeuristicDepth):
-    """FastDepth + position prior (sky-gated) + motion parallax; ``network`` is any 0 far..1 near estimator."""
+    """FastDepth's row deviation on the position prior, plus motion parallax; ``network`` is any 0 far..1 near
+    estimator (FastDepth as ``make_estimator`` builds it, or the network of ``STEREO_DEPTH_MODEL``)."""
 
     motion_weight = MOTION
 
@@ -58,27 +57,19 @@ class HybridDepth(HeuristicDepth):
         super().reset()
         self.network.reset()
 
-    def _forget_frames(self) -> None:
-        super()._forget_frames()
-        self._gate: float | None = None
-
     def _learned(self, frames: Frames) -> Depths:
-        return self.network.estimate(frames)
+        """The network's nearness (0 far .. 1 near) at the frames' size, from frames scaled to ``NETWORK_WIDTH``."""
+        h, w = frames.shape[1:3]
+        size = (NETWORK_WIDTH, max(32, round(h * NETWORK_WIDTH / w / 32) * 32))
+        wide = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in frames])
+        # On a CPU one frame per run is faster than a batch (27 against 36 ms a frame at 320x192: the batch falls
+        # out of the cache); an accelerator gets the batch.
+        step = 1 if getattr(self.network, "provider", "") == "CPUExecutionProvider" else len(wide)
+        near = np.concatenate([self.network.estimate(wide[i : i + step]) for i in range(0, len(wide), step)])
+        return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in near]).astype(np.float32)
 
     def _still_cues(self, rgb: U8, gray: U8, learned: F32 | None) -> F32:
         assert learned is not None
-        gate = sky_share(gray)
-        if self._gate is not None:
-            gate = GATE_KEEP * self._gate + (1.0 - GATE_KEEP) * gate
-        self._gate = gate
-        share = NETWORK_INDOOR + (NETWORK_OUTDOOR - NETWORK_INDOOR) * float(
-            np.clip((gate - SKY_FROM) / (SKY_TO - SKY_FROM), 0.0, 1.0))
-        still = np.float32(1.0 - MOTION)
-        return cast(F32, still * (np.float32(share) * learned + np.float32(1.0 - share) * self._position))
-
-
-def sky_share(gray: U8) -> float:
-    """The share of the top third of the frame that looks like sky: bright and flat."""
-    top = gray[: max(1, gray.shape[0] // 3)]
-    flat = np.abs(cv2.Laplacian(top, cv2.CV_32F)) < SKY_FLAT
-    return float(((top > SKY_LEVEL) & flat).mean())
+        deviation = learned - learned.mean(axis=1, keepdims=True)  # nearer or farther than its row, -1 .. 1
+        still = (self._position + np.float32(NETWORK) * deviation + np.float32(NETWORK)) / np.float32(1 + 2 * NETWORK)
+        return cast(F32, np.float32(1.0 - MOTION) * still)
