@@ -18,14 +18,15 @@ from video_worker.models.stereo.depth import Depths, Frames
 from video_worker.models.stereo.estimators import make_estimator
 from video_worker.models.stereo.guided import guided_filter
 from video_worker.models.stereo.heuristic import GUIDED_EPS, HeuristicDepth
+from video_worker.models.stereo.hybrid import FASTDEPTH as SHIPPED_FASTDEPTH
 from video_worker.models.stereo.settings import load_settings
 
 F32 = npt.NDArray[np.float32]
 Norm = Literal["rank", "pct"]
 Cue = Literal["position", "sharpness"]
 
-FASTDEPTH = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "fastdepth" / "fastdepth-nyu-f32.onnx"
-"""The FastDepth ONNX file, looked up beside the repository root (``../shared/models/fastdepth``)."""
+FASTDEPTH = SHIPPED_FASTDEPTH
+"""The FastDepth ONNX file the package ships (the same bytes as ``../shared/models/fastdepth``)."""
 PRODUCT_DEPTH_WIDTH = 192
 """The product's default ``STEREO_DEPTH_WIDTH``."""
 STILL_FRAMES = 3
