@@ -20,6 +20,7 @@ Times are CPU milliseconds per frame on one thread (OpenCV and onnxruntime pinne
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import subprocess
@@ -240,7 +241,8 @@ def product_disparity(sample: Sample, est: Estimator, work: Path) -> tuple[F32, 
 
     h, w = (s - s % 2 for s in sample.depth.shape)
     rgb, depth = np.ascontiguousarray(sample.rgb[:h, :w]), sample.depth[:h, :w]
-    clip, out = work / f"{sample.name}.mp4", work / f"{sample.name}-{est.version}-sbs.mp4"
+    tag = hashlib.sha256(est.version.encode()).hexdigest()[:12]  # versions may hold '/' and ':'
+    clip, out = work / f"{sample.name}.mp4", work / f"{sample.name}-{tag}-sbs.mp4"
     write_still_clip(clip, rgb)
     settings = load_settings({"STEREO_DEPTH_WIDTH": est.depth_width, "STEREO_SBS": "full"})
     StereoModel(settings, estimator=est).convert(clip, out, "sbs")
