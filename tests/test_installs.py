@@ -92,3 +92,15 @@ def test_the_bare_install_runs_the_worker_and_the_bridge_commands(bare: Path, tm
                  ["-m", "celery", "-A", "video_worker", "report"]):
         out = _run(bare, tmp_path, *argv)
         assert out.returncode == 0, (argv, out.stderr)
+
+
+def test_the_shipped_depth_weights_and_their_licence_are_package_data() -> None:
+    """A non-editable install (the Docker image's) carries what ``STEREO_DEPTH=hybrid`` loads."""
+    import fnmatch
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    stereo = REPO / "video_worker" / "models" / "stereo"
+    shipped = sorted(p.relative_to(stereo).as_posix() for p in (stereo / "weights").iterdir())
+    assert "weights/fastdepth-nyu-f32.onnx" in shipped and "weights/FASTDEPTH-LICENSE" in shipped
+    for name in shipped:
+        assert any(fnmatch.fnmatch(name, g) for g in globs["video_worker.models.stereo"]), name
