@@ -66,11 +66,11 @@ WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SCENES = ("indoor", "outdoor")
 PRIOR = "position prior (lower = nearer)"
 DEFAULT = "STEREO_DEPTH=hybrid (default)"
-AS_PUBLISHED = "STEREO_DEPTH=onnx, FastDepth as published (unit, depth, 224x224)"
+AS_PUBLISHED = "STEREO_DEPTH=onnx, FastDepth as published (unit, depth, 224x224; working width 224)"
 HEURISTIC = {"STEREO_DEPTH": "heuristic"}
 FASTDEPTH_AS_PUBLISHED = {"STEREO_DEPTH": "onnx", "STEREO_DEPTH_MODEL": str(FASTDEPTH),
                           "STEREO_DEPTH_NORMALIZE": "unit", "STEREO_DEPTH_OUTPUT": "depth",
-                          "STEREO_DEPTH_INPUT_SIZE": "224x224"}
+                          "STEREO_DEPTH_INPUT_SIZE": "224x224", "STEREO_DEPTH_WIDTH": "224"}
 
 
 class Estimator(Protocol):
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     have_network = FASTDEPTH.exists()
     networks: dict[str, FastDepth] = {}
     if have_network:
-        networks = {"224x224": FastDepth(256, (224, 224)), "256 wide": FastDepth(256), "320 wide": FastDepth(320)}
+        networks = {"224x224": FastDepth(224, (224, 224)), "256 wide": FastDepth(256), "320 wide": FastDepth(320)}
         for size, net in networks.items():
             baselines[f"FastDepth direct, {size}"] = (net, "inverse depth")
     if have_network:
