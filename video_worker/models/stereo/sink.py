@@ -36,13 +36,18 @@ class SegmentSink:
         options = {"fflags": "+bitexact"}  # no library version strings in the file
         if tb.numerator == 1:
             options["video_track_timescale"] = str(tb.denominator)  # keep the input's time base exactly
+            if (source.start_time or 0) * tb * 1000 % 1:
+                # the start offset goes into the edit list in the movie timescale (ms by default): an MPEG-TS
+                # start of 1920/90000 s would come back as 21 ms, every pts 30 ticks early
+                options["movie_timescale"] = str(tb.denominator)
         self._out = av.open(str(dst), mode="w", format="mp4", container_options=options)
         self._out.metadata["comment"] = comment
         try:
             self._video = self._add_video(source, header, size, settings)
             self._audio: dict[int, av.stream.Stream] = {}
             for stream in audio:
-                self._audio[stream.index] = self._out.add_stream_from_template(stream)
+                self._audio[stream.index] = copied = self._out.add_stream_from_template(stream)
+                _name_channels(copied)
             self._out.start_encoding()  # open the encoder and write the header now: setup problems surface here
         except (av.FFmpegError, ValueError) as exc:
             self._out.close()
@@ -105,6 +110,20 @@ class SegmentSink:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo"}
+
+
+def _name_channels(stream: av.stream.Stream) -> None:
+    """Give a copied mono or stereo track whose channels are unnamed (PCM from Matroska) the usual layout: mp4
+    cannot describe unnamed channels (its ``chnl`` box for PCM), and fails only when the file is closed."""
+    ctx = stream.codec_context
+    if not isinstance(ctx, av.AudioCodecContext):
+        return
+    layout = ctx.layout
+    if layout.nb_channels in _DEFAULT_LAYOUTS and all(c.name == "NONE" for c in layout.channels):
+        ctx.layout = _DEFAULT_LAYOUTS[layout.nb_channels]
 
 
 def _one_line(exc: BaseException) -> str:
