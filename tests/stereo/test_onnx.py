@@ -25,6 +25,7 @@ from tests.support.tiny_onnx import (
 )
 from video_worker.errors import ConfigError, TransientError
 from video_worker.models.stereo import StereoModel, load_settings
+from video_worker.models.stereo.hybrid import FASTDEPTH as SHIPPED_FASTDEPTH
 from video_worker.models.stereo.onnx_depth import OnnxDepth, is_out_of_memory
 from video_worker.models.stereo.synthetic import Scene
 
@@ -316,8 +317,7 @@ def test_worker_model_process_with_a_bad_network_stops_with_one_line(tmp_path: P
 
 # --- FastDepth, a real network, as published ------------------------------------------------------------------
 
-FASTDEPTH = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "fastdepth" / "fastdepth-nyu-f32.onnx"
-needs_fastdepth = pytest.mark.skipif(not FASTDEPTH.is_file(), reason=f"FastDepth weights not present at {FASTDEPTH}")
+FASTDEPTH = SHIPPED_FASTDEPTH  # the package's copy of ../shared/models/fastdepth (the same bytes)
 FASTDEPTH_AS_PUBLISHED = {"STEREO_DEPTH_NORMALIZE": "unit", "STEREO_DEPTH_OUTPUT": "depth",
                           "STEREO_DEPTH_INPUT_SIZE": "224x224"}
 
@@ -335,7 +335,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(_ranks(a.ravel()), _ranks(b.ravel()))[0, 1])
 
 
-@needs_fastdepth
 def test_fastdepth_as_published_gives_nearness_decreasing_with_its_metric_depth() -> None:
     from video_worker.models.stereo.estimators import make_estimator
 
@@ -354,7 +353,6 @@ def test_fastdepth_as_published_gives_nearness_decreasing_with_its_metric_depth(
     assert spearman(as_if_inverse[0], metres[0]) > 0.95  # the old assumption: far read as near, the 3D inverted
 
 
-@needs_fastdepth
 def test_fastdepth_with_free_sizes_rounded_to_32() -> None:
     est = OnnxDepth(FASTDEPTH, normalize="unit", output="depth", multiple=32)
     assert est.input_size(192, 108) == (192, 96)
@@ -362,7 +360,6 @@ def test_fastdepth_with_free_sizes_rounded_to_32() -> None:
     assert depth.shape == (2, 108, 192) and np.isfinite(depth).all() and depth.max() > 0.5
 
 
-@needs_fastdepth
 def test_fastdepth_with_the_old_defaults_fails_at_start_up_in_one_line() -> None:
     with pytest.raises(ConfigError) as info:
         StereoModel(load_settings({"STEREO_DEPTH": "onnx", "STEREO_DEPTH_MODEL": str(FASTDEPTH)}))
