@@ -25,7 +25,7 @@ import numpy.typing as npt
 from bench.depth_estimators import Position
 from bench.depth_quality import ordinal_error, working_frame
 from bench.report import machine
-from bench.sections import replace_section
+from bench.sections import publish
 from video_worker.models.stereo.depth import DepthEstimator
 from video_worker.models.stereo.estimators import make_estimator
 from video_worker.models.stereo.settings import load_settings
@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> None:
              "|---|---:|---:|---:|"]
     lines += [f"| {label} | {a:.3f} | {b:.3f} | {ms:.1f} |" for label, a, b, ms in rows]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        replace_section(args.write, HEADING, text)
+    publish(text, HEADING, args.write)
 
 
 if __name__ == "__main__":

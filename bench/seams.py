@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.report import machine
-from bench.sections import replace_section
+from bench.sections import publish
 from video_worker.models.stereo.chunks import split_at_keyframes
 from video_worker.models.stereo.model import StereoModel
 from video_worker.models.stereo.quality import joined_disparity, jumps, near_disparity, ordinary_change
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ways, sizes = measure(Path(tmp), args.width, args.height, args.seconds, args.segment_seconds)
     text = report(ways, sizes, args)
-    print(text)
-    if args.write:
-        replace_section(args.write, HEADING, text)
+    publish(text, HEADING, args.write)
 
 
 if __name__ == "__main__":

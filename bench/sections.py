@@ -12,15 +12,22 @@ def replace_section(path: Path, heading: str, body: str) -> None:
     lines = path.read_text().splitlines() if path.exists() else []
     new = [heading, "", *body.rstrip("\n").splitlines(), ""]
     if heading not in lines:
-        path.write_text("\n".join([*lines, "", *new]).lstrip("\n") + "\n")
+        path.write_text("\n".join([*lines, "", *new]).strip("\n") + "\n")
         return
     start = lines.index(heading)
     end = next((i for i in range(start + 1, len(lines)) if _level(lines[i]) and _level(lines[i]) <= level),
                len(lines))
-    path.write_text("\n".join([*lines[:start], *new, *lines[end:]]) + "\n")
+    path.write_text("\n".join([*lines[:start], *new, *lines[end:]]).rstrip("\n") + "\n")
 
 
 def _level(line: str) -> int:
     """The heading level of a markdown line (0 when it is not a heading)."""
     hashes = len(line) - len(line.lstrip("#"))
     return hashes if hashes and line[hashes : hashes + 1] == " " else 0
+
+
+def publish(text: str, heading: str, benchmarks: Path | None) -> None:
+    """Print a benchmark's section and, given ``--write BENCHMARKS.md``, put it under ``heading`` there."""
+    print(text)
+    if benchmarks is not None:
+        replace_section(benchmarks, heading, text)

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 
 from bench.report import machine
-from bench.sections import replace_section
+from bench.sections import publish
 from video_worker.models.stereo.model import StereoModel
 from video_worker.models.stereo.settings import load_settings
 from video_worker.models.stereo.synthetic import write_clip
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         phases = " | ".join(f"{r.phases_cpu[p] / r.frames * 1e3:.1f}" for p in PHASES)
         lines.append(f"| {w}x{h} | {label} | {r.fps_per_core:.1f} | {phases} |")
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        replace_section(args.write, HEADING, text)
+    publish(text, HEADING, args.write)
 
 
 if __name__ == "__main__":
