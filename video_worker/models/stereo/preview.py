@@ -14,8 +14,8 @@ import numpy.typing as npt
 from .compose import Composer, rgb_of
 from .depth import DepthEstimator, working_size
 from .dibr import half_disparity
+from .estimators import make_estimator
 from .hdr import BT709, ToneMapper
-from .heuristic import HeuristicDepth
 from .orient import read_orientation, upright
 from .planes import as_yuv420
 from .settings import StereoSettings, load_settings
@@ -53,7 +53,7 @@ def composite(src: Path, png: Path, frame_index: int | None = None, settings: St
     conversion. Returns the panels by name (input, depth, sbs, anaglyph) for further use.
     """
     s = settings if settings is not None else load_settings({})
-    est = estimator if estimator is not None else HeuristicDepth()
+    est = estimator if estimator is not None else make_estimator(s)
     est.reset()
     with closing(open_source(src)) as inp:
         header = read_header(inp, s.max_frame_pixels, read_orientation(src))
