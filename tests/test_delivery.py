@@ -76,7 +76,10 @@ def test_patiently_retries_until_the_action_works() -> None:
     clock = iter(range(1000)).__next__
     assert delivery.patiently(flaky, "publish", patience=60, sleep=slept.append, clock=lambda: float(clock())) == \
         "published"
-    assert len(calls) == 4 and len(slept) == 3 and slept == sorted(slept[:1]) + slept[1:]
+    assert len(calls) == 4 and len(slept) == 3
+    # Each wait is within its doubling bound (0.5 s, 1 s, 2 s; jitter takes it down to half), so they never shrink.
+    assert [ceiling / 2 <= wait <= ceiling for wait, ceiling in zip(slept, (0.5, 1.0, 2.0), strict=True)] == [True] * 3
+    assert slept == sorted(slept)
 
 
 def test_patiently_gives_up_after_its_patience_with_the_last_error() -> None:

@@ -12,7 +12,7 @@ from video_worker.monitoring.control import Mailbox
 from video_worker.monitoring.leases import topic_arn_for
 from video_worker.monitoring.transport import Transport
 from video_worker.settings import Settings, load_settings
-from video_worker.worker import transport as receiving
+from video_worker.worker import transport as worker_transport
 from video_worker.worker.app import MONITORING_TRANSPORT, celery_conf, create_app
 
 SEED = {"input_bucket_name": "in-bucket", "output_bucket_name": "out-bucket",
@@ -37,7 +37,7 @@ def test_monitoring_off_is_kombus_plain_sqs_transport(monkeypatch: pytest.Monkey
     app = create_app(load_settings())
     assert all(app.conf[flag] is False for flag in FLAGS)
     transport = app.connection_for_write().get_transport_cls()
-    assert transport is receiving.Transport and issubclass(transport, SQS.Transport)
+    assert transport is worker_transport.Transport and issubclass(transport, SQS.Transport)
     assert "fanout" not in transport.implements.exchange_type
 
 

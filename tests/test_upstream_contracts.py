@@ -28,7 +28,7 @@ from moto import mock_aws
 
 from video_worker.settings import Settings
 from video_worker.worker import consumer
-from video_worker.worker import transport as receiving
+from video_worker.worker import transport as worker_transport
 from video_worker.worker.app import create_app
 
 
@@ -44,7 +44,7 @@ def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @contextmanager
 def one_message(queue: str) -> Iterator[tuple[Any, Any]]:
     """(channel, message): one JSON message published to ``queue`` and received, not acknowledged."""
-    with Connection("sqs://", transport=receiving.Transport,
+    with Connection("sqs://", transport=worker_transport.Transport,
                     transport_options={"region": "us-east-1", "wait_time_seconds": 0}) as conn:
         channel = conn.channel()
         channel.queue_declare(queue)
@@ -62,14 +62,14 @@ def _depth(sqs: Any, queue: str) -> int:
 
 
 def test_kombu_async_client_turns_a_5xx_receive_into_an_empty_list() -> None:
-    """Why ``receiving.Channel._on_messages_ready`` checks for a non-dict (kombu 5.7, ``_on_list_ready``)."""
+    """Why ``worker_transport.Channel._on_messages_ready`` checks for a non-dict (kombu 5.7, ``_on_list_ready``)."""
     connection = AsyncAWSQueryConnection.__new__(AsyncAWSQueryConnection)
     connection.sqs_connection = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="k",
                                              aws_secret_access_key="s")
     response = SimpleNamespace(status=500, reason="Internal Server Error", read=lambda: b"")
     assert connection._on_list_ready(None, [], "ReceiveMessage", response) == []
-    with pytest.raises(receiving.ReceiveFailed):
-        receiving.Channel._on_messages_ready(SimpleNamespace(), "q", "q", [])  # type: ignore[arg-type]
+    with pytest.raises(worker_transport.ReceiveFailed):
+        worker_transport.Channel._on_messages_ready(SimpleNamespace(), "q", "q", [])  # type: ignore[arg-type]
 
 
 def test_kombu_sqs_reject_with_requeue_hides_the_message_again_and_never_deletes_it(sqs: Any) -> None:

@@ -19,7 +19,7 @@ asks this module:
   while holding it) is dead-lettered (``too_many_deliveries``).
 
 Pure: no Celery, no boto3. ``tasks``, ``affinity``, ``consumer``,
-``receiving``, ``bridge`` and ``replay`` apply what it decides.
+``worker/transport.py``, ``bridge`` and ``replay`` apply what it decides.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     # times is dead-lettered; a publish that fails is tried again for this long before its message goes back.
     max_deliveries: int = Field(3, ge=1, le=100, validation_alias="MAX_DELIVERIES")
     publish_patience_seconds: float = Field(60.0, ge=0, le=600, validation_alias="PUBLISH_PATIENCE_SECONDS")
-    # Seconds per stage, JSON: {"video_worker.infer": 7200} (defaults in video_worker/limits.py).
+    # Seconds per stage, JSON: {"video_worker.infer": 7200} (defaults: ``Stage.time_limit`` in video_worker/stages.py).
     stage_time_limit_overrides: dict[str, float] = Field(
         default_factory=dict, validation_alias="STAGE_TIME_LIMITS"
     )

@@ -36,7 +36,7 @@ def read_streams(path: Path) -> Streams:
     audio: list[tuple[int | None, bytes]] = []
     with av.open(str(path)) as container:
         if container.streams.audio:
-            audio = [(p.pts, bytes(p)) for p in container.demux(container.streams.audio[0]) if p.dts is not None]
+            audio = [(p.pts, bytes(p)) for p in container.demux(container.streams.audio[0]) if p.size > 0]
     return Streams(codec, pix_fmt, size, time_base, [p for p, _ in frames], bool(frames and frames[0][1]), audio)
 
 
