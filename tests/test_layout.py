@@ -1,4 +1,5 @@
-"""The package's shape, checked: no import cycles, a core that loads no Celery or boto3, small documented modules.
+"""The package's shape, checked: no import cycles, a core that loads no Celery or boto3, small documented modules,
+private Celery/kombu members used only inside the fence.
 
 The layers themselves are import-linter contracts (``pyproject.toml``, run by
 ``.ci/run`` as ``lint-imports``).
@@ -63,3 +64,49 @@ def test_every_module_is_small_and_says_what_it_is_for(path: Path) -> None:
     code = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.strip().startswith("#")]
     assert len(code) <= MAX_LINES, f"{path.relative_to(PACKAGE)}: {len(code)} lines; split it by concern"
+
+
+#: The modules allowed to use Celery's and kombu's private or internal members (``upstream.MEMBERS``,
+#: ``worker.transport.MEMBERS``), relative to the package.
+FENCES = frozenset({"worker/upstream.py", "worker/transport.py", "monitoring/transport.py"})
+#: Celery and kombu modules that are internals: imported only inside the fence.
+INTERNAL_MODULES = ("celery.app.trace", "celery.worker.state", "celery.worker.request", "celery.worker.consumer",
+                    "celery.apps.worker", "celery.utils.threads", "kombu.transport")
+#: Public-looking names of fenced internals (``upstream.MEMBERS``) distinctive enough to look for.
+INTERNAL_NAMES = frozenset({"on_send_buffered", "buffer_limit", "buffer_group", "create_task_handler",
+                            "on_unknown_message", "on_unknown_task", "on_invalid_task", "on_decode_error", "safe_say",
+                            "on_before_init", "emit_banner", "startup_info", "pool_cls", "signature_from_request",
+                            "build_tracer", "trace_ok_t", "active_requests", "consume_from"})
+#: Private members of the standard library a module may use (``os._exit``: leave at once, no clean-up).
+STDLIB_PRIVATE = frozenset({"os._exit"})
+
+
+def _fenced_names() -> frozenset[str]:
+    from video_worker.worker import transport, upstream
+
+    names = {member.rsplit(".", 1)[-1] for member in [*upstream.MEMBERS, *transport.MEMBERS]}
+    return frozenset(name for name in names if name.startswith("_")) | INTERNAL_NAMES
+
+
+def _outside_the_fence() -> list[Path]:
+    return [path for path in sorted(PACKAGE.rglob("*.py")) if path.relative_to(PACKAGE).as_posix() not in FENCES]
+
+
+@pytest.mark.parametrize("path", _outside_the_fence(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_private_upstream_members_are_used_only_inside_the_fence(path: Path) -> None:
+    fenced = _fenced_names()
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            found += [f"line {node.lineno}: imports {m}" for m in modules if m.startswith(INTERNAL_MODULES)][:1]
+        elif isinstance(node, ast.Import):
+            found += [f"line {node.lineno}: imports {a.name}" for a in node.names if a.name.startswith(INTERNAL_MODULES)]
+        elif isinstance(node, ast.Attribute):
+            on_self = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            private = node.attr.startswith("_") and not node.attr.startswith("__")
+            if node.attr in fenced or (private and not on_self and ast.unparse(node) not in STDLIB_PRIVATE):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in fenced:
+            found.append(f"line {node.lineno}: overrides {node.name}")
+    assert found == [], "use the fence (worker/upstream.py, the transport modules) instead"

@@ -35,7 +35,7 @@ class SqsQueue:
         except SDK_ERRORS as exc:
             raise translate(exc, f"receive from {self._what}") from exc
         return [QueueMessage(str(m.get("MessageId", "?")), str(m.get("Body", "")), str(m["ReceiptHandle"]),
-                             _receive_count(m)) for m in response.get("Messages", [])]
+                             receive_count_of(m)) for m in response.get("Messages", [])]
 
     def delete(self, messages: Sequence[QueueMessage]) -> list[tuple[QueueMessage, str]]:
         """One ``DeleteMessageBatch`` per ten; a failed entry (or call) is returned, to come back later."""
@@ -77,7 +77,8 @@ class SqsQueue:
         return int(attrs["Attributes"]["VisibilityTimeout"])
 
 
-def _receive_count(message: dict[str, Any]) -> int | None:
+def receive_count_of(message: dict[str, Any]) -> int | None:
+    """SQS's ``ApproximateReceiveCount`` of a raw message (a boto3 one, or the one kombu keeps), or None."""
     try:
         return int(message.get("Attributes", {}).get("ApproximateReceiveCount"))
     except (TypeError, ValueError):

@@ -38,21 +38,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, signals
-from celery.app.trace import build_tracer
 from celery.canvas import signature
 from celery.exceptions import Reject
 from celery.utils import uuid
 from celery.utils.saferepr import saferepr
-from celery.worker import state as worker_state
 
 from video_worker import delivery, logs
 from video_worker.errors import PermanentError, Undelivered
 from video_worker.stages import STAGE_NAMES
+from video_worker.worker import upstream
 from video_worker.worker.failures import letter_for, write_dead_letter
 
 if TYPE_CHECKING:
@@ -91,10 +89,11 @@ _pending_lock = threading.Lock()
 def take_chain(task: Task, result: Any) -> None:
     """In a stage's task body, after it succeeded: keep the rest of its chain from Celery's tracer."""
     request = task.request
-    steps = list(request.chain or [])
-    if not steps or request.is_eager:
+    if request.is_eager:
         return
-    request.chain = None  # Celery's tracer would publish it inside this task's trace
+    steps = upstream.take_chain(request)  # Celery's tracer would publish it inside this task's trace
+    if not steps:
+        return
     handover = Handover(steps, result, request.id, request.root_id or request.id, request.hostname,
                         dict(request.delivery_info or {}))
     step = steps[-1]
@@ -132,9 +131,7 @@ def _runs_here(app: VideoWorkerApp, step: dict[str, Any]) -> bool:
     if app.tasks[name].rate_limit or options.get("link") or options.get("link_error"):
         return False  # Celery's consumer applies rate limits; callbacks are Celery's to dispatch
     options = {k: v for k, v in options.items() if k in ("queue", "exchange", "routing_key")}
-    # Celery: ``app.amqp.router.route`` resolves a task's queue; ``amqp.queues.consume_from`` what we consume.
-    queue = app.amqp.router.route(options, name)["queue"].name
-    return queue in app.amqp.queues.consume_from
+    return upstream.consumes(app, upstream.queue_of(app, name, options))
 
 
 def run_after(app: VideoWorkerApp, task_id: str) -> None:
@@ -174,7 +171,7 @@ def _trace_stage(app: VideoWorkerApp, handover: Handover, name: str, task_id: st
     args = (handover.payload,)
     events.send("task-received", uuid=task_id, name=name, args=saferepr(args), kwargs="{}",
                 root_id=handover.root_id, parent_id=handover.parent_id, retries=0, eta=None, expires=None)
-    if task_id in worker_state.revoked:  # Celery: the ids ``celery control revoke`` sent this worker
+    if upstream.is_revoked(task_id):
         _revoked(app, name, task_id, handover.payload)
         events.send("task-revoked", uuid=task_id, terminated=False, signum=None, expired=False)
         events.flush_if_unbatched()
@@ -186,35 +183,21 @@ def _trace_stage(app: VideoWorkerApp, handover: Handover, name: str, task_id: st
                "correlation_id": task_id, "reply_to": None, "headers": added or None}
     log.info("Task %s[%s] continued on this host", name, task_id)
     events.send("task-started", uuid=task_id)
-    active = ActiveStage(task_id, name, args, handover)
-    worker_state.active_requests.add(active)
-    try:
-        traced = tracer_of(app, app.tasks[name])(task_id, args, {}, request)
-    finally:
-        worker_state.active_requests.discard(active)
-    # Celery: the tracer returns ``trace_ok_t(retval, info, runtime, retstr)``; ``info`` is None on success,
-    # else ``Info(state, retval)`` with the ``Retry`` or the exception.
-    info = traced.info
-    if info is not None and info.state == "REJECTED":  # the stage could not record its outcome anywhere:
+    active = upstream.ActiveStage(task_id, name, args, handover.hostname, handover.delivery_info, _cannot_terminate)
+    with upstream.listed_as_active(active):
+        traced = upstream.trace(app, app.tasks[name], task_id, args, request)
+    if traced.state == "REJECTED":  # the stage could not record its outcome anywhere:
         events.flush_if_unbatched()
-        raise info.retval  # the segment's message goes back (Celery rejects the first task with requeue)
-    if info is None:
+        raise traced.error  # the segment's message goes back (Celery rejects the first task with requeue)
+    if traced.state is None:
         events.send("task-succeeded", uuid=task_id, result=traced.retstr, runtime=traced.runtime)
-    elif info.state == "RETRY":
-        events.send("task-retried", uuid=task_id, exception=saferepr(getattr(info.retval, "exc", None)),
+    elif traced.state == "RETRY":
+        events.send("task-retried", uuid=task_id, exception=saferepr(getattr(traced.error, "exc", None)),
                     traceback="")
     else:
-        events.send("task-failed", uuid=task_id, exception=saferepr(info.retval), traceback="")
+        events.send("task-failed", uuid=task_id, exception=saferepr(traced.error), traceback="")
     events.flush_if_unbatched()
     return _taken(task_id)
-
-
-def tracer_of(app: VideoWorkerApp, task: Task) -> Any:
-    """Celery's tracer of ``task`` in this process, without what ``PipelineTask`` adds after it."""
-    inner = getattr(task, "celery_tracer", None)
-    if inner is None:
-        inner = task.celery_tracer = build_tracer(task.name, task, app.loader, task.request.hostname, app=app)
-    return inner
 
 
 def _revoked(app: VideoWorkerApp, name: str, task_id: str, payload: Any) -> None:
@@ -239,19 +222,6 @@ def _publish(app: VideoWorkerApp, handover: Handover) -> None:
         raise Reject(undelivered, requeue=True) from undelivered
 
 
-class ActiveStage:
-    """A stage chain affinity is running, as ``celery inspect active`` lists it (``Request.info``'s shape)."""
-
-    def __init__(self, task_id: str, name: str, args: tuple[Any, ...], handover: Handover) -> None:
-        self.id, self.name, self.args = task_id, name, args
-        self.handover = handover
-        self.time_start = time.time()
-
-    def info(self, safe: bool = False) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "args": saferepr(self.args) if safe else self.args,
-                "kwargs": {}, "type": self.name, "hostname": self.handover.hostname, "time_start": self.time_start,
-                "acknowledged": False, "delivery_info": self.handover.delivery_info, "worker_pid": None}
-
-    def terminate(self, pool: Any, signal: Any = None) -> None:
-        """``revoke --terminate``: a continued stage cannot be killed alone; it ends within its time limit."""
-        log.warning("cannot terminate %s[%s] on its own: it runs in its segment's slot", self.name, self.id)
+def _cannot_terminate(stage: upstream.ActiveStage) -> None:
+    """``revoke --terminate``: a continued stage cannot be killed alone; it ends within its time limit."""
+    log.warning("cannot terminate %s[%s] on its own: it runs in its segment's slot", stage.name, stage.id)

@@ -33,6 +33,7 @@ from video_worker.inference import check_model, load_model
 from video_worker.ports import DeadLetterStore, ModelRunner
 from video_worker.settings import Settings
 from video_worker.stages import Dependencies
+from video_worker.worker import upstream
 from video_worker.worker.metrics import instrument, instrument_dead_letters
 from video_worker.worker.stage_events import StageEvents
 
@@ -132,13 +133,14 @@ class ProcessStart(bootsteps.StartStopStep):
         # Celery's current app is per thread and the threads pool's threads have none: integrations that look
         # tasks up by name (OpenTelemetry's publish spans) would find the default app's, not ours.
         worker.app.set_default()
-        if not worker.pool_cls.__module__.endswith("prefork"):
+        prefork = upstream.is_prefork(worker)
+        if not prefork:
             # Prefork kills a process at Celery's hard limit itself; the threads and solo pools enforce none:
             # there each stage's deadline takes it (``tasks.time_limit``). ``--time-limit`` or ``task_time_limit``.
-            worker.app.celery_time_limit = worker.time_limit or 0.0
+            worker.app.celery_time_limit = upstream.hard_time_limit(worker)
         try:
             check_model(worker.app.settings.model)
-            if not worker.pool_cls.__module__.endswith("prefork"):
+            if not prefork:
                 init_process(worker.app)
         except ConfigError as exc:
             print(f"video-worker: {exc}", file=sys.__stderr__, flush=True)  # not Celery's logging proxy

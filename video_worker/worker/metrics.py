@@ -52,7 +52,7 @@ from video_worker.ports import CompletionStore, DeadLetterStore, ModelRunner, Ob
 from video_worker.segments import Mode, SegmentCompletion
 from video_worker.settings import Settings
 from video_worker.stages import STAGE_NAMES, Dependencies
-from video_worker.worker import affinity
+from video_worker.worker import affinity, upstream
 
 if TYPE_CHECKING:
     from video_worker.letters import DeadLetter, Received
@@ -371,7 +371,7 @@ class MetricsEndpoint(bootsteps.StartStopStep):
                 print(f"video-worker: METRICS_PORT {port}: {exc.strerror}", file=sys.__stderr__, flush=True)
                 os._exit(2)
         path, ours = multiprocess_dir(settings, port)
-        if worker.pool_cls.__module__.endswith("prefork") or not ours:
+        if upstream.is_prefork(worker) or not ours:
             clean(path, ours)
             self.registry = enable(path)
         else:

@@ -23,7 +23,7 @@ from video_worker.errors import BadMessage, Undelivered, classify
 from video_worker.limits import Deadline
 from video_worker.segments import Segment, parse_payload
 from video_worker.stages import ENTRY_TASK, STAGES, Stage
-from video_worker.worker import affinity
+from video_worker.worker import affinity, upstream
 from video_worker.worker.chain import build_chain
 from video_worker.worker.failures import LOOP_PATIENCE_SECONDS, letter_for, on_stage_failure, write_dead_letter
 
@@ -33,14 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class PipelineTask(Task):
+class PipelineTask(upstream.TracedTask):
     """Base of the pipeline's tasks (late ack; a lost worker's message is redelivered).
 
-    Its tracer is Celery's, followed by chain affinity's ``run_after``: Celery assigns ``task.__trace__``
-    (``celery/worker/consumer/consumer.py`` ``Consumer.update_strategies``, and
-    ``celery/concurrency/prefork.py`` ``process_initializer`` in pool children) and calls it from
-    ``celery/app/trace.py`` ``fast_trace_task``; the property keeps Celery's as ``celery_tracer`` and gives
-    back one that runs the rest of the segment's chain once this task's own trace (and its signals) is over.
+    Its tracer is Celery's, followed by chain affinity's ``run_after`` (``upstream.TracedTask``): the rest of
+    the segment's chain runs once this task's own trace (and its signals) is over.
     """
 
     acks_late = True
@@ -49,35 +46,31 @@ class PipelineTask(Task):
     acks_on_timeout = False
     #: Arguments are checked by ``_run``: wrong arguments end as a dead letter, not as a dropped message.
     typing = False
-    celery_tracer: Any = None
 
-    @property
-    def __trace__(self) -> Any:
-        inner = self.celery_tracer
-        if inner is None:
-            return None
+    def around_trace(self, task_id: str, trace: Any) -> Any:
+        try:
+            traced = trace()
+        except BaseException:
+            affinity.discard(task_id)
+            raise
+        affinity.run_after(self.app, task_id)
+        return traced
 
-        def trace(uuid: str, args: Any, kwargs: Any, request: Any = None) -> Any:
-            try:
-                traced = inner(uuid, args, kwargs, request)
-            except BaseException:
-                affinity.discard(uuid)
-                raise
-            affinity.run_after(self.app, uuid)
-            return traced
 
-        return trace
-
-    @__trace__.setter
-    def __trace__(self, tracer: Any) -> None:
-        self.celery_tracer = tracer
+def payload_problem(name: str, args: Any, kwargs: Any) -> str | None:
+    """The payload rule: every pipeline task takes one positional argument (its payload) and nothing else.
+    Checked by the consumer before a message becomes a request, and by each task on what Celery gives it."""
+    if len(args) != 1 or kwargs:
+        return (f"{name} takes one payload argument, got {len(args)} positional and "
+                f"{len(kwargs)} keyword argument(s) {sorted(kwargs)}")
+    return None
 
 
 def only_payload(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The one positional argument every pipeline task takes."""
-    if len(args) != 1 or kwargs:
-        raise BadMessage(f"{name} takes one payload argument, got {len(args)} positional and "
-                         f"{len(kwargs)} keyword argument(s) {sorted(kwargs)}")
+    problem = payload_problem(name, args, kwargs)
+    if problem:
+        raise BadMessage(problem)
     return args[0]
 
 
@@ -94,8 +87,7 @@ def _run(task: Task, app: VideoWorkerApp, stage: Stage, args: tuple[Any, ...], k
         retries = int(request.retries or 0)
 
         def republish(delay: int) -> None:
-            task.signature_from_request(request, (payload,), {}, retries=retries + 1,
-                                        delay_seconds=delay).apply_async()
+            upstream.retry_signature(task, payload, retries + 1, delay).apply_async()
 
         decision = on_stage_failure(app, task.name, request.id, payload, exc, retries, republish)
         if isinstance(decision, delivery.RetryLater):
@@ -105,7 +97,7 @@ def _run(task: Task, app: VideoWorkerApp, stage: Stage, args: tuple[Any, ...], k
     if not getattr(result, "skipped", None):
         affinity.take_chain(task, data)  # the rest runs (or is published) once this task's trace is over
     else:
-        request.chain = None  # nothing left to do for this upload: stop the chain here
+        upstream.take_chain(request)  # nothing left to do for this upload: stop the chain here
     return data
 
 
