@@ -114,29 +114,27 @@ def test_cleaning_removes_stale_files_but_not_a_live_process_s(tmp_path: Path) -
 
 
 def test_a_segment_is_in_progress_from_its_first_stage_to_the_last_its_slot_runs() -> None:
+    """The gauge follows the lifecycle's ``segment_entered``/``segment_left`` around each message's trace (the
+    stages chain affinity runs after it included), whatever order the stages' own signals come in."""
     from prometheus_client import CollectorRegistry
 
-    from video_worker.worker import affinity
+    from video_worker.worker.app import create_app
 
     registry = CollectorRegistry()
     m = metrics.WorkerMetrics(registry)
+    metrics.connect(m)
+    lifecycle = create_app(Settings(**REQUIRED)).tasks["video_worker.download"].lifecycle
+    assert lifecycle is not None
 
     def held() -> float | None:
         return registry.get_sample_value("video_worker_segments_in_progress")
 
-    m.stage_started("download-a", "a")
-    import threading
-
-    affinity._pending[("download-a", threading.get_ident())] = None  # type: ignore[assignment]  # infer next, here
-    try:
-        m.stage_ended("download-a", "download", "SUCCESS")
-    finally:
-        affinity.discard("download-a")
-    assert held() == 1, "between two stages of one slot"
-    m.stage_started("infer-a", "a")
-    m.stage_ended("infer-a", "infer", "RETRY")  # retried: published, the slot lets go
+    assert lifecycle.trace_message("video_worker.download", "download-a", held) == 1, "held while it runs"
     assert held() == 0
-    m.stage_started("download-b", "b")
-    m.stage_ended("download-b", "download", "SUCCESS")  # skipped, or its next stage published elsewhere
-    assert held() == 0
-    assert registry.get_sample_value("video_worker_stage_seconds_count", {"stage": "download"}) == 2
+    with pytest.raises(RuntimeError):
+        lifecycle.trace_message("video_worker.download", "download-b", lambda: (_ for _ in ()).throw(RuntimeError()))
+    assert held() == 0, "a trace that raised lets go too"
+    assert lifecycle.trace_message("video_worker.process", "entry", held) == 0, "the entry task holds no segment"
+    m.stage_started("download-c")
+    m.stage_ended("download-c", "download")
+    assert registry.get_sample_value("video_worker_stage_seconds_count", {"stage": "download"}) == 1

@@ -74,7 +74,7 @@ def test_kombu_async_client_turns_a_5xx_receive_into_an_empty_list() -> None:
 
 
 def test_kombu_sqs_reject_with_requeue_hides_the_message_again_and_never_deletes_it(sqs: Any) -> None:
-    """``Reject(requeue=True)`` (``failures``, ``affinity``, ``consumer``) goes through
+    """``Reject(requeue=True)`` (``lifecycle``, ``dead_letters``, ``affinity``, ``consumer``) goes through
     ``SQS.Channel.basic_reject`` → ``_restore`` → ``_put`` with ``redelivered``: a ChangeMessageVisibility."""
     with one_message("contract") as (channel, message):
         message.reject(requeue=True)  # visible again after wait_time_seconds (0 here)
@@ -84,7 +84,7 @@ def test_kombu_sqs_reject_with_requeue_hides_the_message_again_and_never_deletes
 
 
 def test_kombu_sqs_reject_without_requeue_deletes_the_message(sqs: Any) -> None:
-    """Why no failure path ever rejects without requeue (``failures``; Celery's ``Task.retry`` would)."""
+    """Why no failure path ever rejects without requeue (``lifecycle``; Celery's ``Task.retry`` would)."""
     with one_message("contract-drop") as (_, message):
         message.reject(requeue=False)
         assert _depth(sqs, "contract-drop") == 0
@@ -100,7 +100,7 @@ def test_kombu_sqs_messages_carry_the_receive_count_and_queue_url(sqs: Any) -> N
 
 
 def test_celery_task_retry_turns_a_failed_publish_into_a_reject_without_requeue() -> None:
-    """Why ``tasks`` publishes its retries itself: ``celery/app/task.py`` ``Task.retry`` catches the publish
+    """Why ``lifecycle`` publishes its retries itself: ``celery/app/task.py`` ``Task.retry`` catches the publish
     error and raises ``Reject(requeue=False)``, which kombu's SQS transport turns into a delete."""
     app = Celery("contract", broker="memory://", set_as_current=False)
 
@@ -144,7 +144,8 @@ def test_celery_installs_the_consumer_named_by_worker_consumer() -> None:
 
 
 def test_celery_signature_from_request_keeps_the_task_id_and_the_chain() -> None:
-    """``tasks`` re-publishes a retry with ``Task.signature_from_request``: same task id, the rest of the chain."""
+    """``lifecycle`` re-publishes a retry (``upstream.retry_signature``) with ``Task.signature_from_request``: same
+    task id, the rest of the chain."""
     app = Celery("contract", broker="memory://", set_as_current=False)
 
     @app.task(bind=True)

@@ -25,8 +25,12 @@ from video_worker.per_process import PerProcess
 from video_worker.settings import Settings, load_settings
 from video_worker.worker import logs as worker_logs
 from video_worker.worker import tasks
+from video_worker.worker.affinity import ChainAffinity
+from video_worker.worker.chain import build_chain
 from video_worker.worker.context import ProcessContext, ProcessStart, init_process
+from video_worker.worker.dead_letters import DeadLetterWriter
 from video_worker.worker.heartbeat import VisibilityHeartbeat
+from video_worker.worker.lifecycle import StageLifecycle
 from video_worker.worker.metrics import MetricsEndpoint
 from video_worker.worker.stage_events import BUFFER_LIMIT
 from video_worker.worker.transport import TRANSPORT as PLAIN_TRANSPORT
@@ -78,8 +82,10 @@ class VideoWorkerApp(Celery):
     # One reply queue per process and thread, a fresh mailbox queue per worker start (SQS-friendly).
     control_cls = MONITORING_CONTROL
     #: Celery's hard time limit where the pool does not enforce it (threads, solo; 0: none), set at worker
-    #: start (``context.ProcessStart``); None under prefork, whose pool enforces it (``tasks.time_limit``).
+    #: start (``context.ProcessStart``); None under prefork, whose pool enforces it (``lifecycle.time_limit``).
     celery_time_limit: float | None = None
+    #: Writes this app's dead letters (set by ``create_app``; the consumer's too).
+    dead_letter_writer: DeadLetterWriter
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("set_as_current", False)
@@ -124,7 +130,15 @@ class VideoWorkerApp(Celery):
 def create_app(settings: Settings | None = None) -> VideoWorkerApp:
     """A new app with the pipeline's tasks and bootsteps registered."""
     app = VideoWorkerApp(settings)
-    tasks.register(app)
+    # What the stage lifecycle needs, passed in once: the settings and this process's resources are read when
+    # first needed (the worker's start, and each prefork child's own).
+    app.dead_letter_writer = DeadLetterWriter(lambda: app.context.dead_letters,
+                                              lambda: app.settings.publish_patience_seconds)
+    affinity = ChainAffinity(app, lambda: app.settings, app.dead_letter_writer,
+                             lambda hostname: app.context.stage_events(hostname))
+    lifecycle = StageLifecycle(lambda: app.settings, lambda: app.context.dependencies, app.dead_letter_writer,
+                               affinity, lambda: app.celery_time_limit, lambda segment: build_chain(segment, app))
+    tasks.register(app, lifecycle)
     app.steps["worker"].add(ProcessStart)
     app.steps["worker"].add(MetricsEndpoint)  # METRICS_PORT
     app.steps["consumer"].add(VisibilityHeartbeat)
@@ -136,5 +150,5 @@ def default_app() -> VideoWorkerApp:
     """The app of ``celery -A video_worker``; its prefork children build their context when they start."""
     app = create_app()
     worker_process_init.connect(lambda **_: init_process(app), weak=False)
-    worker_logs.install(app)
+    worker_logs.install(lambda: app.settings.log_format)
     return app

@@ -30,8 +30,8 @@ from video_worker.adapters.sqs import receive_count_of
 from video_worker.errors import BadMessage, VideoWorkerError, WorkerLost
 from video_worker.letters import RAW_BODY_LIMIT
 from video_worker.worker import upstream
-from video_worker.worker.failures import LOOP_PATIENCE_SECONDS, letter_for, write_dead_letter
-from video_worker.worker.tasks import payload_problem
+from video_worker.worker.dead_letters import LOOP_PATIENCE_SECONDS, letter_for
+from video_worker.worker.lifecycle import payload_problem
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class Consumer(upstream.HookedConsumer):
         letter = letter_for(name, task_id, _first_argument(message), problem, receive_count(message) or 1,
                             raw_message=raw_message(message))
         try:
-            write_dead_letter(self.app, letter, patience=LOOP_PATIENCE_SECONDS)
+            self.app.dead_letter_writer.write(letter, patience=LOOP_PATIENCE_SECONDS)
         except Reject:
             message.reject_log_error(log, self.connection_errors, requeue=True)
             return

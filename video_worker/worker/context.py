@@ -136,7 +136,8 @@ class ProcessStart(bootsteps.StartStopStep):
         prefork = upstream.is_prefork(worker)
         if not prefork:
             # Prefork kills a process at Celery's hard limit itself; the threads and solo pools enforce none:
-            # there each stage's deadline takes it (``tasks.time_limit``). ``--time-limit`` or ``task_time_limit``.
+            # there each stage's deadline takes it (``lifecycle.StageLifecycle.time_limit``). ``--time-limit`` or
+            # ``task_time_limit``.
             worker.app.celery_time_limit = upstream.hard_time_limit(worker)
         try:
             check_model(worker.app.settings.model)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from celery import signals
 
@@ -24,9 +25,6 @@ from video_worker import logs
 from video_worker.errors import ConfigError
 from video_worker.stages import STAGE_NAMES
 from video_worker.worker import upstream
-
-if TYPE_CHECKING:
-    from video_worker.worker.app import VideoWorkerApp
 
 log = logging.getLogger("celery.worker")
 
@@ -44,11 +42,11 @@ def running_task() -> dict[str, Any]:
     return fields
 
 
-def install(app: VideoWorkerApp) -> None:
+def install(log_format: Callable[[], str]) -> None:
     """Give Celery's log handlers the JSON format when ``LOG_FORMAT=json`` (``default_app``)."""
 
     def json_handlers(logger: logging.Logger | None = None, **_: Any) -> None:
-        if logger is not None and app.settings.log_format == "json":
+        if logger is not None and log_format() == "json":
             logs.use_format("json", logger, context=running_task)
             logging.captureWarnings(True)  # Python's warnings as log lines too, not bare text on stderr
             # Celery prints its shutdown notices (``worker: Warm shutdown``) from signal handlers; printed as

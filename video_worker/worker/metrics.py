@@ -9,8 +9,10 @@ How they are counted:
 * Celery's signals (``task_prerun``/``task_postrun``/``task_retry``/``task_success``)
   for every stage, including those chain affinity runs (it runs them through
   Celery's tracer, each with its own task id): the stage histogram, retries,
-  skips (a stage that returned ``skipped``) and the segments in progress (from a
-  segment's first stage in a slot to the last one that slot runs for it).
+  skips (a stage that returned ``skipped``);
+* the lifecycle's ``segment_entered``/``segment_left`` (``worker/lifecycle.py``):
+  the segments in progress (from a segment's first stage in a slot to the last
+  one that slot runs for it).
 * ``instrument``: the process's ``Dependencies`` and dead-letter store wrapped
   (``worker/context.py``) where no signal can see: a completion row written, a
   dead letter written (by a stage, the consumer or a revoke), seconds inside the
@@ -52,7 +54,7 @@ from video_worker.ports import CompletionStore, DeadLetterStore, ModelRunner, Ob
 from video_worker.segments import Mode, SegmentCompletion
 from video_worker.settings import Settings
 from video_worker.stages import STAGE_NAMES, Dependencies
-from video_worker.worker import affinity, upstream
+from video_worker.worker import lifecycle, upstream
 
 if TYPE_CHECKING:
     from video_worker.letters import DeadLetter, Received
@@ -93,31 +95,22 @@ class WorkerMetrics:
             self.bytes.labels(direction)
         # By (task id, thread): a retry (same id) may start before the run that published it has ended.
         self._started: dict[tuple[str, int], float] = {}
-        self._slots: dict[int, str] = {}  # thread → the segment (root id) it holds
 
-    # Signals (see ``_connect``).
-    def stage_started(self, task_id: str, root_id: str) -> None:
-        slot = threading.get_ident()
-        self._started[(task_id, slot)] = time.perf_counter()
-        held = self._slots.get(slot)
-        if held != root_id:
-            if held is not None:  # its chain stopped in a way no signal told (a revoked continued stage)
-                self.in_progress.dec()
-            self.in_progress.inc()
-            self._slots[slot] = root_id
+    # Celery's signals and the lifecycle's (see ``connect``).
+    def stage_started(self, task_id: str) -> None:
+        self._started[(task_id, threading.get_ident())] = time.perf_counter()
 
-    def stage_ended(self, task_id: str, stage: str, state: str | None) -> None:
-        slot = threading.get_ident()
-        started = self._started.pop((task_id, slot), None)
+    def stage_ended(self, task_id: str, stage: str) -> None:
+        started = self._started.pop((task_id, threading.get_ident()), None)
         if started is not None:
             self.stage_seconds.labels(stage).observe(time.perf_counter() - started)
-        if not (state == "SUCCESS" and continues_here(task_id)) and self._slots.pop(slot, None) is not None:
-            self.in_progress.dec()
 
+    def segment_entered(self) -> None:
+        """A slot took a segment's message: it holds the segment until ``segment_left``."""
+        self.in_progress.inc()
 
-def continues_here(task_id: str) -> bool:
-    """Chain affinity took the rest of this stage's chain and runs its next stage in this slot next."""
-    return affinity.continues(task_id)
+    def segment_left(self) -> None:
+        self.in_progress.dec()
 
 
 _metrics: WorkerMetrics | None = None
@@ -312,39 +305,45 @@ def instrument_dead_letters(store: DeadLetterStore) -> DeadLetterStore:
     return store if metrics is None else MeteredDeadLetters(store, metrics)
 
 
-def _connect() -> None:
+def connect(metrics: WorkerMetrics) -> None:
+    """Count Celery's task signals and the lifecycle's segment signals into ``metrics`` (the worker's start)."""
     def prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-        if _metrics is not None and task_id and getattr(task, "name", None) in STAGE_LABELS:
-            _metrics.stage_started(task_id, getattr(task.request, "root_id", None) or task_id)
+        if task_id and getattr(task, "name", None) in STAGE_LABELS:
+            metrics.stage_started(task_id)
 
-    def postrun(sender: Any = None, task_id: str | None = None, task: Any = None, state: str | None = None,
-                **_: Any) -> None:
+    def postrun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
         stage = STAGE_LABELS.get(getattr(task, "name", None) or "")
-        if _metrics is not None and task_id and stage:
-            _metrics.stage_ended(task_id, stage, state)
+        if task_id and stage:
+            metrics.stage_ended(task_id, stage)
+
+    def entered(sender: Any = None, **_: Any) -> None:
+        if sender in STAGE_LABELS:
+            metrics.segment_entered()
+
+    def left(sender: Any = None, **_: Any) -> None:
+        if sender in STAGE_LABELS:
+            metrics.segment_left()
 
     def retried(sender: Any = None, **_: Any) -> None:
         stage = STAGE_LABELS.get(getattr(sender, "name", None) or "")
-        if _metrics is not None and stage:
-            _metrics.retries.labels(stage).inc()
+        if stage:
+            metrics.retries.labels(stage).inc()
 
     def succeeded(sender: Any = None, result: Any = None, **_: Any) -> None:
-        if (_metrics is not None and getattr(sender, "name", None) in STAGE_LABELS and isinstance(result, dict)
-                and result.get("skipped")):
-            _metrics.segments.labels("skipped").inc()
+        if getattr(sender, "name", None) in STAGE_LABELS and isinstance(result, dict) and result.get("skipped"):
+            metrics.segments.labels("skipped").inc()
 
     def child_exited(pid: int | None = None, **_: Any) -> None:
         path = os.environ.get(MULTIPROC_ENV)
-        if _metrics is not None and path and pid:
+        if path and pid:
             mark_process_dead(pid, path)
 
     for signal, receiver in ((signals.task_prerun, prerun), (signals.task_postrun, postrun),
                              (signals.task_retry, retried), (signals.task_success, succeeded),
-                             (signals.worker_process_shutdown, child_exited)):
-        signal.connect(receiver, weak=False)
-
-
-_connect()
+                             (signals.worker_process_shutdown, child_exited),
+                             (lifecycle.segment_entered, entered), (lifecycle.segment_left, left)):
+        # One set per process: a second worker started in it (tests) replaces the first one's.
+        signal.connect(receiver, weak=False, dispatch_uid=f"video_worker.metrics.{receiver.__name__}")
 
 
 class MetricsEndpoint(bootsteps.StartStopStep):
@@ -376,6 +375,8 @@ class MetricsEndpoint(bootsteps.StartStopStep):
             self.registry = enable(path)
         else:
             self.registry = enable(None)
+        assert _metrics is not None
+        connect(_metrics)
 
     def start(self, worker: Any) -> None:
         assert self.port is not None and self.registry is not None
