@@ -1,5 +1,5 @@
 """The package's shape, checked: no import cycles, a core that loads no Celery or boto3, small documented modules,
-private Celery/kombu members used only inside the fence.
+private Celery/kombu members used only inside the fence, no wiring across layers by string.
 
 The layers themselves are import-linter contracts (``pyproject.toml``, run by
 ``.ci/run`` as ``lint-imports``).
@@ -8,6 +8,8 @@ The layers themselves are import-linter contracts (``pyproject.toml``, run by
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +113,53 @@ def test_private_upstream_members_are_used_only_inside_the_fence(path: Path) -> 
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in fenced:
             found.append(f"line {node.lineno}: overrides {node.name}")
     assert found == [], "use the fence (worker/upstream.py, the transport modules) instead"
+
+
+#: The layers of ``pyproject.toml``'s layers contract, top first; anything else is the core.
+LAYERS = ("ops", "celery_app", "monitoring", "worker", "bridge", "adapters", "models")
+#: Strings that name a module of another layer on purpose: the model registry names the built-in models by
+#: import path so that choosing one imports only it (plug-ins are named the same way, by entry point).
+#: The package's ``__init__.py`` loads its public names on first access (PEP 562), so that importing the package
+#: loads neither Celery nor boto3: a facade for callers, above every layer.
+REGISTRY_STRINGS = {("inference.py", "video_worker.models"), ("__init__.py", "video_worker.")}
+DOTTED = re.compile(r"^video_worker(\.[A-Za-z_][A-Za-z0-9_]*)+(:[A-Za-z_][\w.]*)?$")
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
+
+
+def _names_a_module(text: str) -> str | None:
+    """The module a ``video_worker....`` string names (``module`` or ``module:attribute``), if it is one."""
+    module = text.split(":", 1)[0]
+    for candidate in (module, module.rsplit(".", 1)[0]):
+        try:
+            if importlib.util.find_spec(candidate) is not None:
+                return candidate if candidate == module or ":" not in text else None
+        except ModuleNotFoundError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_layer_is_wired_to_another_by_a_string(path: Path) -> None:
+    """``"video_worker.monitoring.transport:Transport"`` in ``worker/`` is a dependency the layer contracts
+    cannot see: wire with an import (``celery_app.py``), which they check."""
+    rel = path.relative_to(PACKAGE)
+    own = _layer("video_worker." + ".".join(rel.with_suffix("").parts))
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings):
+            continue
+        if not DOTTED.match(node.value) or any(rel.as_posix() == f and node.value.startswith(m)
+                                                for f, m in REGISTRY_STRINGS):
+            continue
+        module = _names_a_module(node.value)
+        if module is not None and _layer(module) != own:
+            found.append(f"line {node.lineno}: {node.value!r} ({own} names {_layer(module)})")
+    assert found == []

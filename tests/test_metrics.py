@@ -23,7 +23,7 @@ from video_worker.events import parse_message
 from video_worker.ops.bridge_metrics import SKIP_REASONS, BridgeMetrics, skip_reason
 from video_worker.ops.sample import sample_segment
 from video_worker.settings import Settings
-from video_worker.worker import metrics
+from video_worker.worker.metrics import metered, multiprocess, series
 
 BUCKET = "in-bucket"
 REQUIRED: dict[str, Any] = {"input_bucket_name": "in-bucket", "output_bucket_name": "out-bucket",
@@ -69,15 +69,14 @@ def test_the_bridge_reports_each_message_once_with_its_outcome(raw_queue: tuple[
 
 
 def test_metered_dependencies_count_bytes_model_time_and_rows(clients: dict[str, Any], tmp_path: Path) -> None:
-    registry = metrics.enable()
-    try:
-        rt = metrics.instrument(dependencies(clients, tmp_path / "s"))
-        data = sample_segment(6 * 1024 * 1024 + 7)  # multipart on the way out (5 MiB parts)
-        uploaded = stages.upload(stages.infer(stages.download(put_segment(clients, data), rt), rt), rt)
-        stages.record(uploaded, rt)
-        stages.record(uploaded, rt)  # a second delivery: the row is there already
-    finally:
-        metrics.disable()
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    rt = metered.instrument(dependencies(clients, tmp_path / "s"), series.WorkerMetrics(registry))
+    data = sample_segment(6 * 1024 * 1024 + 7)  # multipart on the way out (5 MiB parts)
+    uploaded = stages.upload(stages.infer(stages.download(put_segment(clients, data), rt), rt), rt)
+    stages.record(uploaded, rt)
+    stages.record(uploaded, rt)  # a second delivery: the row is there already
 
     def count(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
@@ -88,7 +87,7 @@ def test_metered_dependencies_count_bytes_model_time_and_rows(clients: dict[str,
     assert count("video_worker_segments_total", outcome="completed") == 1
     assert count("video_worker_segments_total", outcome="skipped") == 1
     assert count("video_worker_segments_total", outcome="dead_lettered") == 0
-    assert metrics.instrument(rt) is rt, "off: nothing is wrapped"
+    assert metered.instrument(rt, None) is rt, "off: nothing is wrapped"
 
 
 def test_metrics_ports_are_optional_ports() -> None:
@@ -107,9 +106,9 @@ def test_cleaning_removes_stale_files_but_not_a_live_process_s(tmp_path: Path) -
     for name in (f"counter_{dead}.db", f"gauge_livesum_{dead}.db", f"counter_{alive}.db"):
         (tmp_path / "user" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "user" / name).write_bytes(b"")
-    metrics.clean(tmp_path / "user", ours=False)  # the user's directory: only the files of dead processes
+    multiprocess.clean(tmp_path / "user", ours=False)  # the user's directory: only the files of dead processes
     assert sorted(p.name for p in (tmp_path / "user").iterdir()) == [f"counter_{alive}.db"]
-    metrics.clean(tmp_path / "user", ours=True)  # ours: everything from an earlier run
+    multiprocess.clean(tmp_path / "user", ours=True)  # ours: everything from an earlier run
     assert list((tmp_path / "user").iterdir()) == []
 
 
@@ -118,11 +117,11 @@ def test_a_segment_is_in_progress_from_its_first_stage_to_the_last_its_slot_runs
     stages chain affinity runs after it included), whatever order the stages' own signals come in."""
     from prometheus_client import CollectorRegistry
 
-    from video_worker.worker.app import create_app
+    from video_worker.celery_app import create_app
 
     registry = CollectorRegistry()
-    m = metrics.WorkerMetrics(registry)
-    metrics.connect(m)
+    m = series.WorkerMetrics(registry)
+    series.connect(m)
     lifecycle = create_app(Settings(**REQUIRED)).tasks["video_worker.download"].lifecycle
     assert lifecycle is not None
 

@@ -27,10 +27,10 @@ from kombu.transport import SQS
 from kombu.utils.imports import symbol_by_name
 from moto import mock_aws
 
+from video_worker.celery_app import create_app
 from video_worker.settings import Settings
 from video_worker.worker import consumer, upstream
 from video_worker.worker import transport as worker_transport
-from video_worker.worker.app import create_app
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_kombu_sqs_reject_without_requeue_deletes_the_message(sqs: Any) -> None:
 
 
 def test_kombu_sqs_messages_carry_the_receive_count_and_queue_url(sqs: Any) -> None:
-    """``consumer.receive_count`` (poison bound) and ``heartbeat.held_messages`` read ``delivery_info``:
+    """``consumer.receive_count`` (poison bound) and ``visibility_heartbeat.held_messages`` read ``delivery_info``:
     kombu's ``SQS.Channel._envelope_payload`` puts the raw SQS message (with ``ApproximateReceiveCount``,
     fetched by default) and the queue URL there."""
     with one_message("contract-count") as (_, message):
@@ -310,7 +310,7 @@ def test_celery_routes_a_task_name_to_a_queue_and_lists_the_consumed_ones() -> N
 
 
 def test_celery_worker_state_requests_holds_the_reserved_requests_by_id() -> None:
-    """``upstream.held_requests`` (``heartbeat``): ``celery/worker/state.py`` ``task_reserved`` puts every request
+    """``upstream.held_requests`` (``steps/visibility_heartbeat.py``): ``celery/worker/state.py`` ``task_reserved`` puts every request
     the worker holds, reserved or running, in ``state.requests`` by id, until ``task_ready``."""
     from celery.worker import state as worker_state
 

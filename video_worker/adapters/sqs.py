@@ -11,9 +11,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from video_worker.adapters.aws import SDK_ERRORS, translate
+from video_worker.adapters.aws import SDK_ERRORS, make_client, translate
 from video_worker.letters import DeadLetter, Received
 from video_worker.ports import QueueMessage
+from video_worker.settings import Settings
 
 #: SQS's limit of entries per batch call.
 BATCH = 10
@@ -144,3 +145,11 @@ class SqsDeadLetters:
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
         except SDK_ERRORS as exc:
             raise translate(exc, "delete from the dead-letter queue") from exc
+
+
+def dead_letter_store(settings: Settings) -> SqsDeadLetters:
+    """``VIDEO_WORKER_DLQ_URL``, or the queue ``{BROKER_QUEUE_PREFIX}dead-letters`` (created if missing)."""
+    sqs = make_client("sqs", settings.aws)
+    if settings.video_worker_dlq_url:
+        return SqsDeadLetters(sqs, settings.video_worker_dlq_url)
+    return SqsDeadLetters.named(sqs, f"{settings.broker_queue_prefix}dead-letters")

@@ -30,8 +30,8 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     from video_worker.adapters.aws import make_client
     from video_worker.adapters.sqs import SqsQueue
     from video_worker.bridge import Bridge
+    from video_worker.celery_app import create_app
     from video_worker.settings import load_settings
-    from video_worker.worker.app import create_app
     from video_worker.worker.chain import chain_publisher
 
     settings = load_settings()
@@ -103,9 +103,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
+    from video_worker.celery_app import create_app
     from video_worker.ops.replay import list_dead_letters, replay_dead_letters
     from video_worker.settings import load_settings
-    from video_worker.worker.app import create_app
 
     app = create_app(load_settings())
     if args.dlq_command == "list":
@@ -119,13 +119,13 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from video_worker.adapters.aws import make_client
     from video_worker.adapters.dynamodb import DynamoCompletionStore
+    from video_worker.adapters.sqs import dead_letter_store
     from video_worker.ops.status import show_status
     from video_worker.settings import load_settings
-    from video_worker.worker.context import build_dead_letters
 
     settings = load_settings()
     completions = DynamoCompletionStore(make_client("dynamodb", settings.aws), settings.segment_completions_table_name)
-    return show_status(completions, build_dead_letters(settings), args.job_id, as_json=args.json,
+    return show_status(completions, dead_letter_store(settings), args.job_id, as_json=args.json,
                        watching=args.watch, interval=args.interval, idle_timeout=args.idle_timeout)
 
 

@@ -1,4 +1,4 @@
-"""Keep the SQS messages of running and reserved tasks invisible, and no longer.
+"""Consumer bootstep ``VisibilityHeartbeat``: the SQS messages of running and reserved tasks stay invisible.
 
 The broker's visibility timeout (``BROKER_VISIBILITY_TIMEOUT``, default 120 s)
 is short, so a message held by a worker that dies (SIGKILL, spot reclaim)
