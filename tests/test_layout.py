@@ -163,3 +163,29 @@ def test_no_layer_is_wired_to_another_by_a_string(path: Path) -> None:
         if module is not None and _layer(module) != own:
             found.append(f"line {node.lineno}: {node.value!r} ({own} names {_layer(module)})")
     assert found == []
+
+
+def test_importing_any_module_connects_nothing_and_patches_nothing() -> None:
+    """Signal receivers, exit hooks and Celery's ``safe_say`` are untouched by imports: wiring happens when an app
+    is created or a worker starts (``celery_app.py``, the bootsteps), where a reader looks for it."""
+    code = """
+import atexit, importlib, pkgutil
+from celery import signals
+from celery.apps import worker as celery_worker
+from prometheus_client import values
+import video_worker
+from video_worker.worker import lifecycle
+
+def snapshot():
+    sigs = [s for s in vars(signals).values() if hasattr(s, 'receivers')]
+    sigs += [lifecycle.segment_entered, lifecycle.segment_left]
+    return ([len(s.receivers or []) for s in sigs], atexit._ncallbacks(), celery_worker.safe_say, values.ValueClass)
+
+before = snapshot()
+for info in pkgutil.walk_packages(video_worker.__path__, 'video_worker.'):
+    if info.name != 'video_worker.__main__':
+        importlib.import_module(info.name)
+print(snapshot() == before)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", out.stdout + out.stderr

@@ -50,6 +50,11 @@ class BatchReport:
     failed: int = 0
 
 
+#: The bridge holds a batch of raw messages (60 s visibility): it tries a refused publish for at most this long
+#: (or ``PUBLISH_PATIENCE_SECONDS`` if that is shorter).
+BRIDGE_PUBLISH_PATIENCE_SECONDS = 10.0
+
+
 class Bridge:
     """Moves S3 events from the raw queue to the Celery broker."""
 
@@ -61,7 +66,7 @@ class Bridge:
         *,
         wait_time_seconds: int = 20,
         batch_size: int = 10,
-        publish_patience: float = 10.0,
+        publish_patience: float = BRIDGE_PUBLISH_PATIENCE_SECONDS,
         observe: Observe | None = None,
     ) -> None:
         self._queue = queue
