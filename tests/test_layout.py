@@ -18,8 +18,8 @@ import grimp
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "video_worker"
-CORE = ["errors", "segments", "keys", "events", "ordering", "retry", "delivery", "limits", "ports", "inference",
-        "stages", "settings", "letters", "per_process", "bridge"]
+CORE = ["errors", "segments", "keys", "events", "ordering", "retry_policy", "failure_policy", "limits", "ports", "inference",
+        "stages", "settings", "dead_letter", "per_process", "bridge"]
 HEAVY = ("celery", "kombu", "boto3", "botocore")
 #: Lines of code a module may have before it should be split (the layout issue's "about 300").
 MAX_LINES = 320

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from video_worker import delivery, logs
+from video_worker import failure_policy, logs
 from video_worker.errors import MalformedMessage, Undelivered, VideoWorkerError
 from video_worker.events import SegmentEvent, Skip, parse_message
 from video_worker.ports import MessageQueue, QueueMessage
@@ -76,7 +76,7 @@ class Bridge:
         self._batch = batch_size
         self._patience = publish_patience
         self._observe: Observe = observe or (lambda _outcome, _skipped: None)
-        self._backoff = delivery.ReceiveBackoff()
+        self._backoff = failure_policy.ReceiveBackoff()
         self.stopping = threading.Event()
         self._receiving = False
 
@@ -165,7 +165,7 @@ class Bridge:
             for event in parsed.segments:
                 with logs.bound(job_id=event.payload.job_id, segment_index=event.payload.segment_index,
                                 message_id=message_id):
-                    delivery.patiently(functools.partial(self._publish, event),
+                    failure_policy.patiently(functools.partial(self._publish, event),
                                        f"message {message_id}: publishing a chain", patience=self._patience)
                     report.published += 1
                     log.info(

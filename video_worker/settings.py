@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from video_worker.errors import ConfigError
 from video_worker.inference import available_models, default_infer_concurrency, is_import_path
 from video_worker.logs import LogFormat
-from video_worker.retry import RetryPolicy, RetryRule
+from video_worker.retry_policy import RetryPolicy, RetryRule
 from video_worker.stages import STAGE_NAMES, stage_limits
 
 AWS_SERVICES = ("s3", "sqs", "sns", "dynamodb")
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     # A model that reads the previous segment (MODEL=stereo) waits this long for it to be uploaded, then converts
     # without it (the completion row says seam_context=missing).
     context_wait_seconds: float = Field(60.0, ge=0, le=900, validation_alias="CONTEXT_WAIT_SECONDS")
-    # Failures (video_worker/delivery.py): a message whose worker (or model process) died this many
+    # Failures (video_worker/failure_policy.py): a message whose worker (or model process) died this many
     # times is dead-lettered; a publish that fails is tried again for this long before its message goes back.
     max_deliveries: int = Field(3, ge=1, le=100, validation_alias="MAX_DELIVERIES")
     publish_patience_seconds: float = Field(60.0, ge=0, le=600, validation_alias="PUBLISH_PATIENCE_SECONDS")

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from video_worker.adapters.aws import SDK_ERRORS, make_client, translate
-from video_worker.letters import DeadLetter, Received
+from video_worker.dead_letter import DeadLetter, Received
 from video_worker.ports import QueueMessage
 from video_worker.settings import Settings
 

@@ -1,6 +1,6 @@
 """``video-worker dlq list`` and ``video-worker dlq replay``.
 
-Replay follows ``delivery``'s rule: a dead letter is deleted only once its
+Replay follows ``failure_policy``'s rule: a dead letter is deleted only once its
 chain is published; if the broker refuses (patiently, ``PUBLISH_PATIENCE_SECONDS``)
 it is released, left for the next replay, and the command exits 1.
 """
@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from video_worker import delivery
+from video_worker import failure_policy
+from video_worker.dead_letter import Received
 from video_worker.errors import Undelivered
-from video_worker.letters import Received
 from video_worker.ports import DeadLetterStore
 from video_worker.segments import Segment
 
@@ -67,7 +67,7 @@ def replay_dead_letters(queue: DeadLetterStore, publish_chain: Callable[[Segment
             continue
         wanted.discard(letter.id)
         try:
-            delivery.patiently(functools.partial(publish_chain, letter.payload), f"replaying {letter.id}",
+            failure_policy.patiently(functools.partial(publish_chain, letter.payload), f"replaying {letter.id}",
                                patience=patience)
         except Undelivered as exc:
             failed += 1

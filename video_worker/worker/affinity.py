@@ -49,7 +49,7 @@ from celery.exceptions import Reject
 from celery.utils import uuid
 from celery.utils.saferepr import saferepr
 
-from video_worker import delivery, logs
+from video_worker import failure_policy, logs
 from video_worker.errors import PermanentError, Undelivered
 from video_worker.settings import Settings
 from video_worker.stages import STAGE_NAMES
@@ -199,7 +199,7 @@ class ChainAffinity:
         step = signature(handover.steps[-1], app=self._app)
         rest = handover.steps[:-1] or None
         try:
-            delivery.patiently(
+            failure_policy.patiently(
                 lambda: step.apply_async((handover.payload,), chain=rest, parent_id=handover.parent_id,
                                          root_id=handover.root_id),
                 f"handing {step.task} to the broker", patience=self._settings().publish_patience_seconds)

@@ -25,10 +25,10 @@ from typing import Any
 
 from celery.exceptions import Reject
 
-from video_worker import delivery
+from video_worker import failure_policy
 from video_worker.adapters.sqs import receive_count_of
+from video_worker.dead_letter import RAW_BODY_LIMIT
 from video_worker.errors import BadMessage, VideoWorkerError, WorkerLost
-from video_worker.letters import RAW_BODY_LIMIT
 from video_worker.worker import upstream
 from video_worker.worker.dead_letters import LOOP_PATIENCE_SECONDS, letter_for
 from video_worker.worker.lifecycle import payload_problem
@@ -64,7 +64,7 @@ def screen(message: Any, known: Collection[str], single_payload: Collection[str]
         return BadMessage("not a Celery task message: no 'task' header (Celery message protocol 2 expected)")
     if name not in known:
         return BadMessage(f"unknown task {name!r}: this worker runs {', '.join(sorted(known))}")
-    poison = delivery.too_many_deliveries(receive_count(message), max_deliveries)
+    poison = failure_policy.too_many_deliveries(receive_count(message), max_deliveries)
     if poison:
         return WorkerLost(f"{name}: {poison}")
     if message.content_type != "application/json":

@@ -1,6 +1,6 @@
 """Dead letters from the worker: what a failed stage, a revoked one or an unrunnable message becomes.
 
-``letter_for`` builds the ``DeadLetter`` (``letters.py``) of a payload that may
+``letter_for`` builds the ``DeadLetter`` (``dead_letter.py``) of a payload that may
 not even be valid; ``DeadLetterWriter`` writes it patiently
 (``PUBLISH_PATIENCE_SECONDS``, or ``LOOP_PATIENCE_SECONDS`` on the worker's event
 loop) and, when it cannot, raises Celery's ``Reject(requeue=True)``: kombu's SQS
@@ -20,9 +20,9 @@ from typing import Any
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
-from video_worker import delivery
+from video_worker import failure_policy
+from video_worker.dead_letter import DeadLetter
 from video_worker.errors import Undelivered, classify
-from video_worker.letters import DeadLetter
 from video_worker.ports import DeadLetterStore
 from video_worker.segments import Segment
 
@@ -69,7 +69,7 @@ class DeadLetterWriter:
 
     def write(self, letter: DeadLetter, patience: float | None = None) -> None:
         try:
-            delivery.patiently(lambda: self._store().put(letter), f"dead letter for {letter.failed_task}",
+            failure_policy.patiently(lambda: self._store().put(letter), f"dead letter for {letter.failed_task}",
                                patience=self._patience() if patience is None else patience)
         except Undelivered as undelivered:
             log.error("%s: %s; the message goes back to the queue", letter.failed_task, undelivered)

@@ -8,7 +8,7 @@
 2. **set the deadline**: ``STAGE_TIME_LIMITS``, or Celery's hard limit where the
    pool does not enforce it (``time_limit``);
 3. **run** the stage (``stages.STAGES``) with this process's dependencies;
-4. on a failure, **decide** (``delivery.decide``, with ``retry``'s policy), then
+4. on a failure, **decide** (``failure_policy.decide``, with ``retry_policy``), then
    **retry** (re-published here: same task id, ``retries`` + 1, SQS
    ``DelaySeconds``, never an ETA; then Celery's ``Retry`` acknowledges the
    message), **dead-letter** (written before the task fails and its message is
@@ -37,7 +37,7 @@ from celery import Task
 from celery.exceptions import Reject, Retry
 from celery.utils.dispatch import Signal
 
-from video_worker import delivery
+from video_worker import failure_policy
 from video_worker.errors import BadMessage, Undelivered, classify
 from video_worker.limits import Deadline
 from video_worker.segments import Segment, parse_payload
@@ -111,23 +111,23 @@ class StageLifecycle:
             upstream.retry_signature(task, payload, retries + 1, delay).apply_async()
 
         decision = self.on_failure(task.name, request.id, payload, exc, retries, republish)
-        if isinstance(decision, delivery.RetryLater):
+        if isinstance(decision, failure_policy.RetryLater):
             raise Retry(exc=classify(exc), when=decision.delay_seconds) from exc
         raise classify(exc) from exc
 
     def on_failure(self, stage: str, task_id: str | None, payload: Any, exc: BaseException, retries: int,
-                   republish: Callable[[int], None]) -> delivery.Decision:
+                   republish: Callable[[int], None]) -> failure_policy.Decision:
         """Retry the failed stage (``republish(delay_seconds)``) or dead-letter it; return which was done.
 
         Raises ``Reject(requeue=True)`` when neither could be published: nothing recorded the work, so its
         message must come again.
         """
         settings = self._settings()
-        decision = delivery.decide(settings.retry_policy, stage, exc, retries, settings.max_deliveries)
-        if isinstance(decision, delivery.RetryLater):
+        decision = failure_policy.decide(settings.retry_policy, stage, exc, retries, settings.max_deliveries)
+        if isinstance(decision, failure_policy.RetryLater):
             log.warning("%s: %s; retry %d in %ds", stage, exc, retries + 1, decision.delay_seconds)
             try:
-                delivery.patiently(lambda: republish(decision.delay_seconds), f"publishing the retry of {stage}",
+                failure_policy.patiently(lambda: republish(decision.delay_seconds), f"publishing the retry of {stage}",
                                    patience=settings.publish_patience_seconds)
             except Undelivered as undelivered:
                 log.error("%s: %s; the message goes back to the queue", stage, undelivered)
@@ -174,7 +174,7 @@ class StageLifecycle:
                             lambda _delay: None)
             raise classify(exc) from exc
         try:
-            result = delivery.patiently(lambda: self._build_chain(segment).apply_async(), "publishing the chain",
+            result = failure_policy.patiently(lambda: self._build_chain(segment).apply_async(), "publishing the chain",
                                         patience=self._settings().publish_patience_seconds)
         except Undelivered as undelivered:
             raise Reject(undelivered, requeue=True) from undelivered

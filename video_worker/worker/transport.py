@@ -9,7 +9,7 @@ out to its callback as ``[]`` (``kombu/asynchronous/aws/connection.py``
 was never polled again while the worker looked alive.
 
 ``Channel`` below catches every failure of a receive, logs it and polls that
-queue again after a backoff (``delivery.ReceiveBackoff``), resetting once a
+queue again after a backoff (``failure_policy.ReceiveBackoff``), resetting once a
 receive works. A message whose delivery to the consumer fails is logged and
 left alone: SQS makes it visible again after its visibility timeout.
 
@@ -35,7 +35,7 @@ from kombu.transport import SQS
 from vine import promise
 
 from video_worker.adapters import aws
-from video_worker.delivery import ReceiveBackoff
+from video_worker.failure_policy import ReceiveBackoff
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from video_worker.letters import DeadLetter, Received
+from video_worker.dead_letter import DeadLetter, Received
 from video_worker.limits import Deadline
 from video_worker.ports import CompletionStore, DeadLetterStore, ModelRunner, ObjectInfo, ObjectStorage
 from video_worker.segments import Mode, SegmentCompletion

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from video_worker.errors import Undelivered, VideoWorkerError, WorkerLost, classify
-from video_worker.retry import RetryPolicy
+from video_worker.retry_policy import RetryPolicy
 
 log = logging.getLogger(__name__)
 
