@@ -189,3 +189,42 @@ print(snapshot() == before)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True", out.stdout + out.stderr
+
+
+#: Dotted names in docstrings that are not modules or attributes: task names, and the lazily built app.
+NOT_MODULES = {"video_worker.app", "video_worker.process", "video_worker.download", "video_worker.infer",
+               "video_worker.upload", "video_worker.record"}
+FILE_REF = re.compile(r"``([A-Za-z_][\w./]*\.py)``|(?<![\w/.])((?:video_worker/)?[a-z_]+/[a-z_/]+\.py)\b")
+DOTTED_REF = re.compile(r"``(video_worker\.[\w.]+)``")
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for i in range(len(parts), 1, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        try:
+            for attribute in parts[i:]:
+                obj = getattr(obj, attribute)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_docs_and_comments_name_files_and_names_that_exist(path: Path) -> None:
+    files = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
+    text = path.read_text(encoding="utf-8")
+    missing = []
+    for match in FILE_REF.finditer(text):
+        ref = (match.group(1) or match.group(2)).removeprefix("video_worker/")
+        if ref.startswith(("celery/", "kombu/", "tests/", "bench/")) or ("/" not in ref and any(
+                f.rsplit("/", 1)[-1] == ref for f in files)):
+            continue
+        if not any(f == ref or f.endswith("/" + ref) for f in files):
+            missing.append(ref)
+    missing += [ref for ref in DOTTED_REF.findall(text) if ref not in NOT_MODULES and not _resolves(ref)]
+    assert missing == []

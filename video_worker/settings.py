@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     )
     bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE")
 
-    # Prometheus metrics over HTTP (video_worker/worker/metrics.py, video_worker/ops/bridge_metrics.py); unset: off.
+    # Prometheus metrics over HTTP (video_worker/worker/metrics/, video_worker/ops/bridge_metrics.py); unset: off.
     metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="METRICS_PORT")
     bridge_metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="BRIDGE_METRICS_PORT")
 

@@ -1,7 +1,7 @@
 """kombu's SQS transport, plus SNS fanout for Celery events and remote control.
 
 Selected with ``broker_transport`` when ``MONITORING`` is on (see
-``video_worker.worker.app.celery_conf``); the broker URL stays ``sqs://``
+``video_worker.celery_app.celery_conf``); the broker URL stays ``sqs://``
 and task messages travel exactly as with kombu's own transport. Fanout
 exchanges become SNS topics that deliver into the subscribed SQS queues
 (kombu 5.7's ``kombu/transport/SQS/SNS.py``). Each override names the
