@@ -94,4 +94,6 @@ def connect(metrics: WorkerMetrics) -> None:
                              (signals.task_retry, retried), (signals.task_success, succeeded),
                              (lifecycle.segment_entered, entered), (lifecycle.segment_left, left)):
         # One set per process: a second worker started in it (tests) replaces the first one's.
-        signal.connect(receiver, weak=False, dispatch_uid=f"video_worker.metrics.{receiver.__name__}")
+        uid = f"video_worker.metrics.{receiver.__name__}"
+        signal.disconnect(dispatch_uid=uid)
+        signal.connect(receiver, weak=False, dispatch_uid=uid)
