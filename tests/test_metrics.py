@@ -137,3 +137,17 @@ def test_a_segment_is_in_progress_from_its_first_stage_to_the_last_its_slot_runs
     m.stage_started("download-c")
     m.stage_ended("download-c", "download")
     assert registry.get_sample_value("video_worker_stage_seconds_count", {"stage": "download"}) == 1
+
+
+def test_series_made_after_collect_from_files_write_their_values_in_files(tmp_path: Path) -> None:
+    """``multiprocess.collect_from_files``: prometheus_client chose where values live at import and offers no hook;
+    choosing again (``values.ValueClass = values.get_value_class()``) with ``PROMETHEUS_MULTIPROC_DIR`` set sends
+    the series made afterwards to files, which the returned registry adds up (a fresh process: it is global)."""
+    code = (f"import os; from pathlib import Path; from prometheus_client import Counter\n"
+            f"from video_worker.worker.metrics.multiprocess import collect_from_files\n"
+            f"registry = collect_from_files(Path({str(tmp_path)!r}))\n"
+            f"Counter('contract_total', 'c', registry=None).inc(3)\n"
+            f"print(registry.get_sample_value('contract_total'), sorted(os.listdir({str(tmp_path)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != multiprocess.MULTIPROC_ENV})
+    assert out.stdout.split(" ", 1)[0] == "3.0" and "counter_" in out.stdout, out.stdout + out.stderr
