@@ -1,4 +1,5 @@
-"""Static Celery policy for the video worker (loaded by ``video_worker.worker.app.VideoWorkerApp``).
+"""Static Celery policy for the video worker (loaded by ``video_worker.worker.app.VideoWorkerApp``;
+``video_worker/celery_app.py`` assembles the app).
 
 Deployment-specific values (broker URL, queue names, concurrency) are not set
 here: they come from environment variables through ``video_worker.settings``.
@@ -22,7 +23,7 @@ result_backend = None
 
 # Events and remote control (worker_send_task_events, task_send_sent_event,
 # worker_enable_remote_control) follow the MONITORING setting: see
-# video_worker.worker.app.celery_conf.
+# video_worker.celery_app.celery_conf.
 
 broker_connection_retry_on_startup = True
 enable_utc = True

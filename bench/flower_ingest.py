@@ -311,7 +311,7 @@ def measure_host(root: Path, segments: int, infer: float, size: int, idle: float
 
 def publish(batch: int, messages: int, host: int) -> None:
     """Send ``messages`` SNS messages of ``batch`` task events as the fake worker ``gpu{host}``."""
-    from video_worker.worker.app import create_app
+    from video_worker.celery_app import create_app
 
     app = create_app()
     with app.connection_for_write() as conn:

@@ -31,12 +31,13 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from video_worker.adapters.aws import make_client
+from video_worker.celery_app import create_app
 from video_worker.keys import build_segment_key
 from video_worker.ops.dev import dev_environment
 from video_worker.ops.provision import provision
 from video_worker.segments import Segment, s3_uri
 from video_worker.settings import Settings
-from video_worker.worker.app import build_chain, create_app
+from video_worker.worker.chain import build_chain
 
 COUNTS: Counter[tuple[str, str, str]] = Counter()
 CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")

@@ -21,12 +21,13 @@ from celery.worker import state as worker_state
 
 from tests.support.unit import dependencies, put_segment
 from video_worker.adapters.model_process import InlineRunner
+from video_worker.celery_app import create_app
 from video_worker.errors import ModelRejected, TransientError
 from video_worker.ops.sample import sample_segment
 from video_worker.segments import Mode
 from video_worker.settings import Settings
 from video_worker.stages import STAGE_NAMES
-from video_worker.worker.app import VideoWorkerApp, create_app
+from video_worker.worker.app import VideoWorkerApp
 
 HOST = "w1@host"
 

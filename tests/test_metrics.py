@@ -23,7 +23,7 @@ from video_worker.events import parse_message
 from video_worker.ops.bridge_metrics import SKIP_REASONS, BridgeMetrics, skip_reason
 from video_worker.ops.sample import sample_segment
 from video_worker.settings import Settings
-from video_worker.worker import metrics
+from video_worker.worker.metrics import metered, multiprocess, series
 
 BUCKET = "in-bucket"
 REQUIRED: dict[str, Any] = {"input_bucket_name": "in-bucket", "output_bucket_name": "out-bucket",
@@ -69,15 +69,14 @@ def test_the_bridge_reports_each_message_once_with_its_outcome(raw_queue: tuple[
 
 
 def test_metered_dependencies_count_bytes_model_time_and_rows(clients: dict[str, Any], tmp_path: Path) -> None:
-    registry = metrics.enable()
-    try:
-        rt = metrics.instrument(dependencies(clients, tmp_path / "s"))
-        data = sample_segment(6 * 1024 * 1024 + 7)  # multipart on the way out (5 MiB parts)
-        uploaded = stages.upload(stages.infer(stages.download(put_segment(clients, data), rt), rt), rt)
-        stages.record(uploaded, rt)
-        stages.record(uploaded, rt)  # a second delivery: the row is there already
-    finally:
-        metrics.disable()
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    rt = metered.instrument(dependencies(clients, tmp_path / "s"), series.WorkerMetrics(registry))
+    data = sample_segment(6 * 1024 * 1024 + 7)  # multipart on the way out (5 MiB parts)
+    uploaded = stages.upload(stages.infer(stages.download(put_segment(clients, data), rt), rt), rt)
+    stages.record(uploaded, rt)
+    stages.record(uploaded, rt)  # a second delivery: the row is there already
 
     def count(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
@@ -88,7 +87,7 @@ def test_metered_dependencies_count_bytes_model_time_and_rows(clients: dict[str,
     assert count("video_worker_segments_total", outcome="completed") == 1
     assert count("video_worker_segments_total", outcome="skipped") == 1
     assert count("video_worker_segments_total", outcome="dead_lettered") == 0
-    assert metrics.instrument(rt) is rt, "off: nothing is wrapped"
+    assert metered.instrument(rt, None) is rt, "off: nothing is wrapped"
 
 
 def test_metrics_ports_are_optional_ports() -> None:
@@ -107,36 +106,48 @@ def test_cleaning_removes_stale_files_but_not_a_live_process_s(tmp_path: Path) -
     for name in (f"counter_{dead}.db", f"gauge_livesum_{dead}.db", f"counter_{alive}.db"):
         (tmp_path / "user" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "user" / name).write_bytes(b"")
-    metrics.clean(tmp_path / "user", ours=False)  # the user's directory: only the files of dead processes
+    multiprocess.clean(tmp_path / "user", ours=False)  # the user's directory: only the files of dead processes
     assert sorted(p.name for p in (tmp_path / "user").iterdir()) == [f"counter_{alive}.db"]
-    metrics.clean(tmp_path / "user", ours=True)  # ours: everything from an earlier run
+    multiprocess.clean(tmp_path / "user", ours=True)  # ours: everything from an earlier run
     assert list((tmp_path / "user").iterdir()) == []
 
 
 def test_a_segment_is_in_progress_from_its_first_stage_to_the_last_its_slot_runs() -> None:
+    """The gauge follows the lifecycle's ``segment_entered``/``segment_left`` around each message's trace (the
+    stages chain affinity runs after it included), whatever order the stages' own signals come in."""
     from prometheus_client import CollectorRegistry
 
-    from video_worker.worker import affinity
+    from video_worker.celery_app import create_app
 
     registry = CollectorRegistry()
-    m = metrics.WorkerMetrics(registry)
+    m = series.WorkerMetrics(registry)
+    series.connect(m)
+    lifecycle = create_app(Settings(**REQUIRED)).tasks["video_worker.download"].lifecycle
+    assert lifecycle is not None
 
     def held() -> float | None:
         return registry.get_sample_value("video_worker_segments_in_progress")
 
-    m.stage_started("download-a", "a")
-    import threading
+    assert lifecycle.trace_message("video_worker.download", "download-a", held) == 1, "held while it runs"
+    assert held() == 0
+    with pytest.raises(RuntimeError):
+        lifecycle.trace_message("video_worker.download", "download-b", lambda: (_ for _ in ()).throw(RuntimeError()))
+    assert held() == 0, "a trace that raised lets go too"
+    assert lifecycle.trace_message("video_worker.process", "entry", held) == 0, "the entry task holds no segment"
+    m.stage_started("download-c")
+    m.stage_ended("download-c", "download")
+    assert registry.get_sample_value("video_worker_stage_seconds_count", {"stage": "download"}) == 1
 
-    affinity._pending[("download-a", threading.get_ident())] = None  # type: ignore[assignment]  # infer next, here
-    try:
-        m.stage_ended("download-a", "download", "SUCCESS")
-    finally:
-        affinity.discard("download-a")
-    assert held() == 1, "between two stages of one slot"
-    m.stage_started("infer-a", "a")
-    m.stage_ended("infer-a", "infer", "RETRY")  # retried: published, the slot lets go
-    assert held() == 0
-    m.stage_started("download-b", "b")
-    m.stage_ended("download-b", "download", "SUCCESS")  # skipped, or its next stage published elsewhere
-    assert held() == 0
-    assert registry.get_sample_value("video_worker_stage_seconds_count", {"stage": "download"}) == 2
+
+def test_series_made_after_collect_from_files_write_their_values_in_files(tmp_path: Path) -> None:
+    """``multiprocess.collect_from_files``: prometheus_client chose where values live at import and offers no hook;
+    choosing again (``values.ValueClass = values.get_value_class()``) with ``PROMETHEUS_MULTIPROC_DIR`` set sends
+    the series made afterwards to files, which the returned registry adds up (a fresh process: it is global)."""
+    code = (f"import os; from pathlib import Path; from prometheus_client import Counter\n"
+            f"from video_worker.worker.metrics.multiprocess import collect_from_files\n"
+            f"registry = collect_from_files(Path({str(tmp_path)!r}))\n"
+            f"Counter('contract_total', 'c', registry=None).inc(3)\n"
+            f"print(registry.get_sample_value('contract_total'), sorted(os.listdir({str(tmp_path)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != multiprocess.MULTIPROC_ENV})
+    assert out.stdout.split(" ", 1)[0] == "3.0" and "counter_" in out.stdout, out.stdout + out.stderr

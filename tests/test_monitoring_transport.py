@@ -8,12 +8,12 @@ from copy import copy
 import pytest
 from kombu.transport import SQS
 
+from video_worker.celery_app import celery_conf, create_app
 from video_worker.monitoring.control import Mailbox
 from video_worker.monitoring.leases import topic_arn_for
 from video_worker.monitoring.transport import Transport
 from video_worker.settings import Settings, load_settings
-from video_worker.worker import transport as receiving
-from video_worker.worker.app import MONITORING_TRANSPORT, celery_conf, create_app
+from video_worker.worker import transport as worker_transport
 
 SEED = {"input_bucket_name": "in-bucket", "output_bucket_name": "out-bucket",
         "segment_completions_table_name": "completions"}
@@ -23,9 +23,9 @@ FLAGS = ("worker_enable_remote_control", "worker_send_task_events", "task_send_s
 def test_monitoring_is_on_by_default_with_the_sns_transport() -> None:
     app = create_app(Settings(**SEED))
     assert all(app.conf[flag] is True for flag in FLAGS)
-    assert app.conf.broker_transport == MONITORING_TRANSPORT
+    assert app.conf.broker_transport == "video_worker.monitoring.transport:Transport"
     assert app.conf.broker_url == "sqs://"
-    assert app.connection_for_write().transport_cls == MONITORING_TRANSPORT
+    assert app.connection_for_write().get_transport_cls() is Transport
 
 
 @pytest.mark.parametrize("value", ["off", "false", "0", "no"])
@@ -37,7 +37,7 @@ def test_monitoring_off_is_kombus_plain_sqs_transport(monkeypatch: pytest.Monkey
     app = create_app(load_settings())
     assert all(app.conf[flag] is False for flag in FLAGS)
     transport = app.connection_for_write().get_transport_cls()
-    assert transport is receiving.Transport and issubclass(transport, SQS.Transport)
+    assert transport is worker_transport.Transport and issubclass(transport, SQS.Transport)
     assert "fanout" not in transport.implements.exchange_type
 
 

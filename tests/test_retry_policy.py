@@ -5,7 +5,7 @@ import random
 import pytest
 
 from video_worker.errors import ConfigError, ObjectNotFound, TransientError
-from video_worker.retry import SQS_MAX_DELAY_SECONDS, RetryPolicy, RetryRule
+from video_worker.retry_policy import SQS_MAX_DELAY_SECONDS, RetryPolicy, RetryRule
 from video_worker.settings import Settings, load_settings
 
 BASE = {"input_bucket_name": "in-b", "output_bucket_name": "out-b", "segment_completions_table_name": "tbl"}

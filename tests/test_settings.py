@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from video_worker.celery_app import celery_conf
 from video_worker.errors import ConfigError
 from video_worker.settings import Settings, load_settings
-from video_worker.worker.app import celery_conf
 
 REQUIRED = {
     "INPUT_BUCKET_NAME": "in-bucket",

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from video_worker.dead_letter import DeadLetter, Received
 from video_worker.errors import TransientError
-from video_worker.letters import DeadLetter, Received
 from video_worker.ops.status import (
     LETTERS_EVERY_SECONDS,
     JobStatus,

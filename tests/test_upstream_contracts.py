@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -26,10 +27,10 @@ from kombu.transport import SQS
 from kombu.utils.imports import symbol_by_name
 from moto import mock_aws
 
+from video_worker.celery_app import create_app
 from video_worker.settings import Settings
-from video_worker.worker import consumer
-from video_worker.worker import transport as receiving
-from video_worker.worker.app import create_app
+from video_worker.worker import consumer, upstream
+from video_worker.worker import transport as worker_transport
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @contextmanager
 def one_message(queue: str) -> Iterator[tuple[Any, Any]]:
     """(channel, message): one JSON message published to ``queue`` and received, not acknowledged."""
-    with Connection("sqs://", transport=receiving.Transport,
+    with Connection("sqs://", transport=worker_transport.Transport,
                     transport_options={"region": "us-east-1", "wait_time_seconds": 0}) as conn:
         channel = conn.channel()
         channel.queue_declare(queue)
@@ -62,18 +63,18 @@ def _depth(sqs: Any, queue: str) -> int:
 
 
 def test_kombu_async_client_turns_a_5xx_receive_into_an_empty_list() -> None:
-    """Why ``receiving.Channel._on_messages_ready`` checks for a non-dict (kombu 5.7, ``_on_list_ready``)."""
+    """Why ``worker_transport.Channel._on_messages_ready`` checks for a non-dict (kombu 5.7, ``_on_list_ready``)."""
     connection = AsyncAWSQueryConnection.__new__(AsyncAWSQueryConnection)
     connection.sqs_connection = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="k",
                                              aws_secret_access_key="s")
     response = SimpleNamespace(status=500, reason="Internal Server Error", read=lambda: b"")
     assert connection._on_list_ready(None, [], "ReceiveMessage", response) == []
-    with pytest.raises(receiving.ReceiveFailed):
-        receiving.Channel._on_messages_ready(SimpleNamespace(), "q", "q", [])  # type: ignore[arg-type]
+    with pytest.raises(worker_transport.ReceiveFailed):
+        worker_transport.Channel._on_messages_ready(SimpleNamespace(), "q", "q", [])  # type: ignore[arg-type]
 
 
 def test_kombu_sqs_reject_with_requeue_hides_the_message_again_and_never_deletes_it(sqs: Any) -> None:
-    """``Reject(requeue=True)`` (``failures``, ``affinity``, ``consumer``) goes through
+    """``Reject(requeue=True)`` (``lifecycle``, ``dead_letters``, ``affinity``, ``consumer``) goes through
     ``SQS.Channel.basic_reject`` → ``_restore`` → ``_put`` with ``redelivered``: a ChangeMessageVisibility."""
     with one_message("contract") as (channel, message):
         message.reject(requeue=True)  # visible again after wait_time_seconds (0 here)
@@ -83,14 +84,14 @@ def test_kombu_sqs_reject_with_requeue_hides_the_message_again_and_never_deletes
 
 
 def test_kombu_sqs_reject_without_requeue_deletes_the_message(sqs: Any) -> None:
-    """Why no failure path ever rejects without requeue (``failures``; Celery's ``Task.retry`` would)."""
+    """Why no failure path ever rejects without requeue (``lifecycle``; Celery's ``Task.retry`` would)."""
     with one_message("contract-drop") as (_, message):
         message.reject(requeue=False)
         assert _depth(sqs, "contract-drop") == 0
 
 
 def test_kombu_sqs_messages_carry_the_receive_count_and_queue_url(sqs: Any) -> None:
-    """``consumer.receive_count`` (poison bound) and ``heartbeat.held_messages`` read ``delivery_info``:
+    """``consumer.receive_count`` (poison bound) and ``visibility_heartbeat.held_messages`` read ``delivery_info``:
     kombu's ``SQS.Channel._envelope_payload`` puts the raw SQS message (with ``ApproximateReceiveCount``,
     fetched by default) and the queue URL there."""
     with one_message("contract-count") as (_, message):
@@ -99,7 +100,7 @@ def test_kombu_sqs_messages_carry_the_receive_count_and_queue_url(sqs: Any) -> N
 
 
 def test_celery_task_retry_turns_a_failed_publish_into_a_reject_without_requeue() -> None:
-    """Why ``tasks`` publishes its retries itself: ``celery/app/task.py`` ``Task.retry`` catches the publish
+    """Why ``lifecycle`` publishes its retries itself: ``celery/app/task.py`` ``Task.retry`` catches the publish
     error and raises ``Reject(requeue=False)``, which kombu's SQS transport turns into a delete."""
     app = Celery("contract", broker="memory://", set_as_current=False)
 
@@ -143,7 +144,8 @@ def test_celery_installs_the_consumer_named_by_worker_consumer() -> None:
 
 
 def test_celery_signature_from_request_keeps_the_task_id_and_the_chain() -> None:
-    """``tasks`` re-publishes a retry with ``Task.signature_from_request``: same task id, the rest of the chain."""
+    """``lifecycle`` re-publishes a retry (``upstream.retry_signature``) with ``Task.signature_from_request``: same
+    task id, the rest of the chain."""
     app = Celery("contract", broker="memory://", set_as_current=False)
 
     @app.task(bind=True)
@@ -178,54 +180,58 @@ def test_kombu_names_the_hooks_the_transport_overrides() -> None:
     assert callable(getattr(CeleryConsumer, "_flush_events", None))
 
 
-def test_celery_runs_a_task_through_what_it_assigned_to___trace__(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``worker/tasks.py`` ``PipelineTask.__trace__``: Celery's consumer (and prefork children) assign the task's
-    tracer to ``task.__trace__``; ``fast_trace_task`` calls it and unpacks ``trace_ok_t`` (retval, info, runtime,
-    retstr), ``info`` None on success and ``Info("REJECTED", Reject)`` for a ``Reject`` (``worker/affinity.py``)."""
+def test_celery_runs_a_task_through_what_it_assigned_to___trace__() -> None:
+    """``upstream.TracedTask``: Celery's consumer (and prefork children) assign the task's tracer (``build_tracer``)
+    to ``task.__trace__``; ``fast_trace_task`` calls it and unpacks ``trace_ok_t`` (retval, info, runtime, retstr),
+    ``info`` None on success and ``Info("REJECTED", Reject)`` for a ``Reject`` (``upstream.Traced``)."""
     from celery.app.trace import build_tracer, fast_trace_task
 
-    from video_worker.worker import affinity
-    from video_worker.worker.tasks import PipelineTask
+    after: list[str] = []
+
+    class Recorded(upstream.TracedTask):
+        def around_trace(self, task_id: str, trace: Any) -> Any:
+            traced = trace()
+            after.append(task_id)
+            return traced
 
     app = Celery("contract", broker="memory://", set_as_current=False)
 
-    @app.task(base=PipelineTask, name="contract.stage")
+    @app.task(base=Recorded, name="contract.stage")
     def stage(value: int) -> int:
         if value < 0:
             raise Reject("refused", requeue=True)
         return value * 2
 
-    after: list[str] = []
-    monkeypatch.setattr(affinity, "run_after", lambda _app, task_id: after.append(task_id))
     stage.__trace__ = build_tracer(stage.name, stage, app.loader, "host", app=app)
     localized = (app.tasks, {"application/json"}, "host")
     failed, retstr, _ = fast_trace_task(stage.name, "t-1", {"id": "t-1"}, ((21,), {}, None), None, None,
                                         _loc=localized)
     assert (failed, retstr, after) == (0, "42", ["t-1"])
-    traced = affinity.tracer_of(app, stage)("t-2", (-1,), {}, {"id": "t-2"})
-    assert traced.info.state == "REJECTED" and isinstance(traced.info.retval, Reject)
-    assert after == ["t-1"], "the tracer Celery built does not run what follows (PipelineTask's does)"
+    traced = upstream.trace(app, stage, "t-2", (-1,), {"id": "t-2"})
+    assert traced.state == "REJECTED" and isinstance(traced.error, Reject)
+    assert upstream.trace(app, stage, "t-3", (2,), {"id": "t-3"}) == upstream.Traced(None, None, ANY, "4")
+    assert after == ["t-1"], "the tracer Celery built does not run what follows (TracedTask's does)"
 
 
 def test_celery_inspect_and_revoke_use_the_worker_state_sets_affinity_joins() -> None:
-    """``worker/affinity.py``: ``inspect active`` lists ``worker_state.active_requests`` by ``.info()``; ``control
-    revoke`` adds ids to ``worker_state.revoked`` and skips (does not mark) an active request."""
+    """``upstream.listed_as_active``/``is_revoked``: ``inspect active`` lists ``worker_state.active_requests`` by
+    ``.info()`` (``Request.info``'s shape); ``control revoke`` adds ids to ``worker_state.revoked`` and skips (does
+    not mark) an active request."""
     from celery.worker import control
     from celery.worker import state as worker_state
 
-    from video_worker.worker.affinity import ActiveStage, Handover
-
-    stage = ActiveStage("t-active", "video_worker.infer", ({"job_id": "j"},), Handover([], {}, "p", "r", "h"))
+    stage = upstream.ActiveStage("t-active", "video_worker.infer", ({"job_id": "j"},), "h", {}, lambda _: None)
     state = SimpleNamespace(tset=set, app=Celery("contract", broker="memory://", set_as_current=False))
-    worker_state.active_requests.add(stage)
     try:
-        [listed] = control.active(state)
-        assert listed["id"] == "t-active" and listed["name"] == "video_worker.infer"
-        control.revoke(state, "t-active")
-        control.revoke(state, "t-later")
-        assert {"t-active", "t-later"} <= set(worker_state.revoked)
+        with upstream.listed_as_active(stage):
+            [listed] = control.active(state)
+            assert listed["id"] == "t-active" and listed["name"] == "video_worker.infer"
+            assert set(listed) >= set(CeleryRequest.info.__code__.co_names) & set(listed)
+            control.revoke(state, "t-active")
+            control.revoke(state, "t-later")
+        assert upstream.is_revoked("t-active") and upstream.is_revoked("t-later")
+        assert control.active(state) == []
     finally:
-        worker_state.active_requests.discard(stage)
         worker_state.revoked.clear()
 
 
@@ -262,3 +268,166 @@ def test_celery_names_the_worker_hooks_json_logs_override() -> None:
     from video_worker.worker.logs import Worker
 
     assert issubclass(app.Worker, Worker) and issubclass(app.Worker, celery_worker_app.Worker)
+
+
+def test_celery_publishes_request_chain_after_the_task_unless_it_is_cleared() -> None:
+    """``upstream.take_chain``: Celery's tracer publishes what is left in ``request.chain`` once the task body
+    returns (``celery/app/trace.py``); chain affinity takes it (and a skipped segment stops it) by clearing it."""
+    from celery.app.trace import build_tracer
+
+    app = Celery("contract", broker="memory://", set_as_current=False)
+    taken: list[list[dict[str, Any]]] = []
+
+    @app.task(bind=True, name="contract.first")
+    def first(self: Any, take: bool) -> int:
+        if take:
+            taken.append(upstream.take_chain(self.request))
+        return 1
+
+    def published(take: bool) -> list[str]:
+        rest = [dict(app.signature("contract.next").set(task_id=f"next-{take}"))]
+        build_tracer(first.name, first, app.loader, "host", app=app)(
+            f"t-{take}", (take,), {}, {"id": f"t-{take}", "chain": rest, "delivery_info": {}})
+        names = []
+        with app.connection_for_read() as conn:
+            while (message := conn.default_channel.basic_get("celery", no_ack=True)) is not None:
+                names.append(message.headers["task"])
+        return names
+
+    assert published(False) == ["contract.next"]
+    assert published(True) == [] and [step["task"] for step in taken[0]] == ["contract.next"]
+
+
+def test_celery_routes_a_task_name_to_a_queue_and_lists_the_consumed_ones() -> None:
+    """``upstream.queue_of``/``consumes``/``consumed_queues``: ``app.amqp.router.route(options, name)`` returns the
+    ``queue`` a task goes to; ``app.amqp.queues.consume_from`` maps the queues a worker consumes by name."""
+    app = Celery("contract", broker="memory://", set_as_current=False)
+    app.conf.task_default_queue = "tasks"
+    assert upstream.queue_of(app, "any.task", {}) == "tasks"
+    assert upstream.queue_of(app, "any.task", {"queue": "gpu"}) == "gpu"
+    assert upstream.consumes(app, "tasks") and not upstream.consumes(app, "gpu")
+    assert [queue.name for queue in upstream.consumed_queues(app)] == ["tasks"]
+
+
+def test_celery_worker_state_requests_holds_the_reserved_requests_by_id() -> None:
+    """``upstream.held_requests`` (``steps/visibility_heartbeat.py``): ``celery/worker/state.py`` ``task_reserved`` puts every request
+    the worker holds, reserved or running, in ``state.requests`` by id, until ``task_ready``."""
+    from celery.worker import state as worker_state
+
+    class Held:  # a request: weak-referenceable, with an id
+        id = "t-held"
+
+    request = Held()
+    worker_state.task_reserved(request)
+    try:
+        assert request in upstream.held_requests()
+    finally:
+        worker_state.task_ready(request)
+    assert request not in upstream.held_requests()
+
+
+def test_celery_event_buffering_hooks_batching_replaces() -> None:
+    """``upstream.flush_on_timer`` (``monitoring/batching.py``): the worker's dispatcher buffers task events when
+    ``buffer_group`` is set, flushes at ``buffer_limit`` or calls ``on_send_buffered`` (the consumer's flush on
+    the loop's next turn); the consumer's ``_flush_events`` flushes it."""
+    from celery.events.dispatcher import EventDispatcher
+
+    app = Celery("contract", broker="memory://", set_as_current=False)
+    calls: list[str] = []
+    with app.connection_for_write() as conn:
+        dispatcher = EventDispatcher(conn, hostname="h", enabled=True, buffer_group=["task"], buffer_limit=24,
+                                     on_send_buffered=lambda: calls.append("next turn"))
+        c = SimpleNamespace(event_dispatcher=dispatcher, _flush_events=lambda: calls.append("flushed"))
+        dispatcher.send("task-received", uuid="1")
+        assert calls == ["next turn"]
+        flush = upstream.flush_on_timer(c, 100)
+        assert flush is not None and dispatcher.buffer_limit == 100
+        dispatcher.send("task-started", uuid="1")
+        assert calls == ["next turn"], "no flush on the next turn any more"
+        flush()
+        assert calls[-1] == "flushed"
+        assert upstream.flush_on_timer(SimpleNamespace(event_dispatcher=None), 100) is None
+    assert callable(getattr(CeleryConsumer, "_flush_events", None))
+
+
+def test_celery_consumer_hooks_the_screening_overrides() -> None:
+    """``upstream.HookedConsumer`` (``consumer.Consumer``) overrides these ``Consumer`` methods, with these
+    parameters; Celery calls them for unknown, invalid and undecodable messages."""
+    expected = {"create_task_handler": ["self", "promise"], "on_unknown_message": ["self", "body", "message"],
+                "on_unknown_task": ["self", "body", "message", "exc"],
+                "on_invalid_task": ["self", "body", "message", "exc"], "on_decode_error": ["self", "message", "exc"]}
+    for name, parameters in expected.items():
+        assert list(inspect.signature(getattr(CeleryConsumer, name)).parameters) == parameters, name
+
+
+def test_celery_current_task_proxy_gives_the_task_object() -> None:
+    """``upstream.current_task_object`` (``worker/logs.py``): ``celery.current_task`` is a proxy, false outside a
+    task, whose ``_get_current_object`` is the running task."""
+    app = Celery("contract", broker="memory://", set_as_current=False)
+    seen: list[Any] = []
+
+    @app.task(bind=True, name="contract.current")
+    def current(self: Any) -> None:
+        seen.append(upstream.current_task_object() is self)
+
+    assert upstream.current_task_object() is None
+    current.apply()
+    assert seen == [True]
+
+
+def test_celery_worker_names_its_pool_class_and_time_limit() -> None:
+    """``upstream.is_prefork``/``hard_time_limit``: a ``WorkController`` holds its pool class (``pool_cls``, in
+    ``celery.concurrency.prefork`` for prefork) and ``--time-limit`` (``time_limit``)."""
+    app = create_app(Settings(input_bucket_name="in-b", output_bucket_name="out-b",
+                              segment_completions_table_name="tbl", celery_broker_url="memory://"))
+    solo = app.WorkController(pool_cls="solo", concurrency=1, without_heartbeat=True, without_mingle=True,
+                              without_gossip=True, time_limit=30)
+    assert not upstream.is_prefork(solo) and upstream.hard_time_limit(solo) == 30.0
+    prefork = app.WorkController(pool_cls="prefork", concurrency=1, without_heartbeat=True, without_mingle=True,
+                                 without_gossip=True)
+    assert upstream.is_prefork(prefork) and upstream.hard_time_limit(prefork) == 0.0
+
+
+def test_kombu_sqs_channel_state_the_transports_read(sqs: Any) -> None:
+    """``worker/transport.py``: ``SQS.Channel`` keeps the consumed queues in ``_active_queues``, their callbacks in
+    ``connection._callbacks``, queue URLs in ``_queue_cache`` (``_resolve_queue_url``), and ``_new_queue`` returns
+    a queue's URL, creating it if missing (``worker_transport.queue_url``)."""
+    with one_message("contract-state") as (channel, _):
+        url = worker_transport.queue_url(channel, "contract-state")
+        assert url.endswith("/contract-state") and channel._resolve_queue_url("contract-state") == url
+        assert channel._queue_cache[channel.canonical_queue_name("contract-state")] == url
+        channel.basic_consume("contract-state", no_ack=False, callback=lambda message: None, consumer_tag="t")
+        assert "contract-state" in channel._active_queues
+        assert callable(channel.connection._callbacks["contract-state"])
+
+
+def test_kombu_sqs_fanout_members_monitoring_uses() -> None:
+    """``monitoring/transport.py``: ``SQS.Channel._exchange_is_fanout(name)``, its ``fanout`` property whose
+    ``subscriptions.subscribe_queue(queue_name=, exchange_name=)`` subscribes a queue to the topic, and the
+    virtual channel's ``state.queue_bindings(queue)``."""
+    from kombu.transport.SQS.SNS import _SnsSubscription
+    from kombu.transport.virtual.base import BrokerState
+
+    assert list(inspect.signature(SQS.Channel._exchange_is_fanout).parameters) == ["self", "exchange_name"]
+    assert isinstance(SQS.Channel.fanout, property)
+    assert list(inspect.signature(_SnsSubscription.subscribe_queue).parameters) == [
+        "self", "queue_name", "exchange_name"]
+    assert list(inspect.signature(BrokerState.queue_bindings).parameters) == ["self", "queue"]
+
+
+def test_kombu_virtual_lookup_and_put_monitoring_overrides() -> None:
+    """``monitoring/transport.py`` overrides ``Channel._lookup(exchange, routing_key, default)`` (routes a publish
+    through this process's bindings) and ``SQS.Channel._put(queue, message, **kwargs)`` (creates any queue it
+    sends to)."""
+    from kombu.transport.virtual.base import Channel as VirtualChannel
+
+    assert list(inspect.signature(VirtualChannel._lookup).parameters) == ["self", "exchange", "routing_key",
+                                                                           "default"]
+    assert list(inspect.signature(SQS.Channel._put).parameters) == ["self", "queue", "message", "kwargs"]
+
+
+def test_every_fenced_member_names_a_contract_test_here() -> None:
+    """The fence's tables (``worker/upstream.py``, ``worker/transport.py``) name a test of this module each."""
+    tests = {name for name in globals() if name.startswith("test_")}
+    named = {**upstream.MEMBERS, **worker_transport.MEMBERS}
+    assert {member: test for member, test in named.items() if test not in tests} == {}

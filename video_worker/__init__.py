@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 _LAZY = {
-    "create_app": ("video_worker.worker.app", "create_app"),
+    "create_app": ("video_worker.celery_app", "create_app"),
     "VideoWorkerApp": ("video_worker.worker.app", "VideoWorkerApp"),
     "Segment": ("video_worker.segments", "Segment"),
     "VideoWorkerPayload": ("video_worker.segments", "VideoWorkerPayload"),
@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         with _app_lock:
             if "app" not in globals():
-                from video_worker.worker.app import default_app
+                from video_worker.celery_app import default_app
 
                 globals()["app"] = default_app()
         return globals()["app"]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from video_worker import delivery, logs
+from video_worker import failure_policy, logs
 from video_worker.errors import MalformedMessage, Undelivered, VideoWorkerError
 from video_worker.events import SegmentEvent, Skip, parse_message
 from video_worker.ports import MessageQueue, QueueMessage
@@ -50,6 +50,11 @@ class BatchReport:
     failed: int = 0
 
 
+#: The bridge holds a batch of raw messages (60 s visibility): it tries a refused publish for at most this long
+#: (or ``PUBLISH_PATIENCE_SECONDS`` if that is shorter).
+BRIDGE_PUBLISH_PATIENCE_SECONDS = 10.0
+
+
 class Bridge:
     """Moves S3 events from the raw queue to the Celery broker."""
 
@@ -61,7 +66,7 @@ class Bridge:
         *,
         wait_time_seconds: int = 20,
         batch_size: int = 10,
-        publish_patience: float = 10.0,
+        publish_patience: float = BRIDGE_PUBLISH_PATIENCE_SECONDS,
         observe: Observe | None = None,
     ) -> None:
         self._queue = queue
@@ -71,7 +76,7 @@ class Bridge:
         self._batch = batch_size
         self._patience = publish_patience
         self._observe: Observe = observe or (lambda _outcome, _skipped: None)
-        self._backoff = delivery.ReceiveBackoff()
+        self._backoff = failure_policy.ReceiveBackoff()
         self.stopping = threading.Event()
         self._receiving = False
 
@@ -160,7 +165,7 @@ class Bridge:
             for event in parsed.segments:
                 with logs.bound(job_id=event.payload.job_id, segment_index=event.payload.segment_index,
                                 message_id=message_id):
-                    delivery.patiently(functools.partial(self._publish, event),
+                    failure_policy.patiently(functools.partial(self._publish, event),
                                        f"message {message_id}: publishing a chain", patience=self._patience)
                     report.published += 1
                     log.info(

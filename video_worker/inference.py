@@ -21,15 +21,16 @@ import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from video_worker import extras
 from video_worker.errors import ConfigError
 from video_worker.ports import Model
 from video_worker.segments import Mode
 
-if TYPE_CHECKING:
-    from video_worker.settings import Settings
+#: What a factory that takes an argument is given: the deployment's ``settings.Settings`` (not imported here:
+#: ``settings`` validates ``MODEL`` with this module), passed through as is.
+ModelSettings = Any
 
 ENTRY_POINT_GROUP = "video_worker.models"
 
@@ -108,7 +109,7 @@ def _factory(name: str) -> Callable[..., Any]:
     )
 
 
-def load_model(name: str, settings: Settings | Callable[[], Settings] | None = None) -> Model:
+def load_model(name: str, settings: ModelSettings | Callable[[], ModelSettings] | None = None) -> Model:
     """Build the model called ``name``; ``ConfigError`` (one line) if it is unknown or fails to build.
 
     A factory that takes an argument is given ``settings`` (or what calling it returns: the settings are then

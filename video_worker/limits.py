@@ -4,7 +4,7 @@ Enforced whatever the Celery pool (the threads pool ignores ``--time-limit``):
 ``infer`` runs the model in a child process that is killed at the limit
 (``adapters/model_process.py``); transfers check the deadline between chunks;
 every AWS call has socket timeouts. A stage past its limit raises
-``StageTimeout``, a ``TransientError``: retried, then dead-lettered (``delivery``).
+``StageTimeout``, a ``TransientError``: retried, then dead-lettered (``failure_policy``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from video_worker.limits import Deadline
 from video_worker.segments import LocalFile, Mode, Segment, SegmentCompletion
 
 if TYPE_CHECKING:
-    from video_worker.letters import DeadLetter, Received
+    from video_worker.dead_letter import DeadLetter, Received
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from video_worker.errors import ConfigError
 from video_worker.inference import available_models, default_infer_concurrency, is_import_path
 from video_worker.logs import LogFormat
-from video_worker.retry import RetryPolicy, RetryRule
+from video_worker.retry_policy import RetryPolicy, RetryRule
 from video_worker.stages import STAGE_NAMES, stage_limits
 
 AWS_SERVICES = ("s3", "sqs", "sns", "dynamodb")
@@ -124,11 +124,11 @@ class Settings(BaseSettings):
     # A model that reads the previous segment (MODEL=stereo) waits this long for it to be uploaded, then converts
     # without it (the completion row says seam_context=missing).
     context_wait_seconds: float = Field(60.0, ge=0, le=900, validation_alias="CONTEXT_WAIT_SECONDS")
-    # Failures (video_worker/delivery.py): a message whose worker (or model process) died this many
+    # Failures (video_worker/failure_policy.py): a message whose worker (or model process) died this many
     # times is dead-lettered; a publish that fails is tried again for this long before its message goes back.
     max_deliveries: int = Field(3, ge=1, le=100, validation_alias="MAX_DELIVERIES")
     publish_patience_seconds: float = Field(60.0, ge=0, le=600, validation_alias="PUBLISH_PATIENCE_SECONDS")
-    # Seconds per stage, JSON: {"video_worker.infer": 7200} (defaults in video_worker/limits.py).
+    # Seconds per stage, JSON: {"video_worker.infer": 7200} (defaults: ``Stage.time_limit`` in video_worker/stages.py).
     stage_time_limit_overrides: dict[str, float] = Field(
         default_factory=dict, validation_alias="STAGE_TIME_LIMITS"
     )
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     )
     bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE")
 
-    # Prometheus metrics over HTTP (video_worker/worker/metrics.py, video_worker/ops/bridge_metrics.py); unset: off.
+    # Prometheus metrics over HTTP (video_worker/worker/metrics/, video_worker/ops/bridge_metrics.py); unset: off.
     metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="METRICS_PORT")
     bridge_metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="BRIDGE_METRICS_PORT")
 

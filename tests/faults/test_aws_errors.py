@@ -96,8 +96,8 @@ def test_permanent_errors_end_as_dead_letters_not_losses(
     import subprocess
     import sys
 
+    from video_worker.celery_app import create_app
     from video_worker.segments import Segment, s3_uri
-    from video_worker.worker.app import create_app
     from video_worker.worker.chain import build_chain
 
     status, body, ctype = s3_error("AccessDenied", 403)

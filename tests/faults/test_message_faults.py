@@ -162,9 +162,9 @@ def test_a_retry_the_broker_keeps_refusing_goes_back_to_the_queue(
 def test_a_dead_letter_the_queue_refuses_is_written_later_not_lost(
         aws: Aws, procs: Processes, proxy: AwsProxy, report: Report) -> None:
     """A permanent failure (source object gone) whose dead-letter SendMessage fails 3 times."""
+    from video_worker.celery_app import create_app
     from video_worker.keys import build_segment_key
     from video_worker.segments import Segment, s3_uri
-    from video_worker.worker.app import create_app
     from video_worker.worker.chain import build_chain
 
     refused = proxy.add(_fault(call("sqs", "SendMessage", target=f"{aws.prefix}-dead-letters", caller="worker"),

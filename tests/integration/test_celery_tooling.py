@@ -16,11 +16,11 @@ import pytest
 
 from tests.faults.conftest import dead_letters
 from tests.support.stack import Aws, Processes, wait_until
+from video_worker.celery_app import create_app
 from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
 from video_worker.segments import Segment, s3_uri
 from video_worker.stages import STAGE_NAMES
-from video_worker.worker.app import create_app
 from video_worker.worker.chain import build_chain
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ from tests.support.flower import (
 )
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.adapters.aws import make_client
+from video_worker.celery_app import create_app
 from video_worker.ops.sample import sample_segment
-from video_worker.worker.app import create_app
 from video_worker.worker.chain import build_chain
 
 pytestmark = pytest.mark.integration

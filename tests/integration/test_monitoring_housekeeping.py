@@ -16,8 +16,8 @@ from kombu import Connection, Exchange, Producer
 from tests.support.flower import ready, start_flower
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.adapters.aws import make_client
+from video_worker.celery_app import create_app
 from video_worker.monitoring.leases import LEASE_SECONDS, LEASE_TAG, Housekeeper
-from video_worker.worker.app import create_app
 
 pytestmark = pytest.mark.integration
 

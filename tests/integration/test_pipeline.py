@@ -14,11 +14,11 @@ import pytest
 
 from tests.support.flower import ready
 from tests.support.stack import Aws, Processes, wait_until
+from video_worker.celery_app import create_app
 from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
 from video_worker.ops.submit import submit_segment
 from video_worker.segments import Segment, s3_uri
-from video_worker.worker.app import create_app
 from video_worker.worker.chain import build_chain
 
 pytestmark = pytest.mark.integration

@@ -189,7 +189,7 @@ def audio_tracks(path: Path) -> list[list[bytes]]:
         if not tracks:
             return []
         for packet in inp.demux(*inp.streams.audio):
-            if packet.dts is not None:
+            if packet.size > 0:  # the end-of-stream packet is empty; a real one may lack a DTS
                 tracks[packet.stream.index].append(bytes(packet))
     return list(tracks.values())
 
@@ -211,7 +211,7 @@ def describe(path: Path) -> dict[str, object]:
     with av.open(str(path)) as inp:
         stream = inp.streams.video[0]
         ctx, tb = stream.codec_context, Fraction(stream.time_base or 1)
-        packets = [(p.pts, p.dts) for p in inp.demux(stream) if p.dts is not None]
+        packets = [(p.pts, p.dts) for p in inp.demux(stream) if p.size > 0 and p.dts is not None]  # B-frame check: decode order needs DTS
         facts: dict[str, object] = {
             "codec": "av1" if ctx.name == "libdav1d" else ctx.name, "pix_fmt": ctx.pix_fmt, "profile": ctx.profile,
             "trc": int(ctx.color_trc), "primaries": int(ctx.color_primaries), "range": int(ctx.color_range),

@@ -35,7 +35,7 @@ def probe(path: Path) -> Media:
         if c.streams.audio:
             a = c.streams.audio[0]
             codec = a.codec_context.name
-            audio = [(p.pts, p.dts, bytes(p)) for p in c.demux(a) if p.dts is not None]
+            audio = [(p.pts, p.dts, bytes(p)) for p in c.demux(a) if p.size]
         v = c.streams.video[0]
         return Media(
             codec=v.codec_context.name, pix_fmt=str(v.codec_context.pix_fmt), size=(v.width, v.height),

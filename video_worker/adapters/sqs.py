@@ -11,9 +11,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from video_worker.adapters.aws import SDK_ERRORS, translate
-from video_worker.letters import DeadLetter, Received
+from video_worker.adapters.aws import SDK_ERRORS, make_client, translate
+from video_worker.dead_letter import DeadLetter, Received
 from video_worker.ports import QueueMessage
+from video_worker.settings import Settings
 
 #: SQS's limit of entries per batch call.
 BATCH = 10
@@ -35,7 +36,7 @@ class SqsQueue:
         except SDK_ERRORS as exc:
             raise translate(exc, f"receive from {self._what}") from exc
         return [QueueMessage(str(m.get("MessageId", "?")), str(m.get("Body", "")), str(m["ReceiptHandle"]),
-                             _receive_count(m)) for m in response.get("Messages", [])]
+                             receive_count_of(m)) for m in response.get("Messages", [])]
 
     def delete(self, messages: Sequence[QueueMessage]) -> list[tuple[QueueMessage, str]]:
         """One ``DeleteMessageBatch`` per ten; a failed entry (or call) is returned, to come back later."""
@@ -77,7 +78,8 @@ class SqsQueue:
         return int(attrs["Attributes"]["VisibilityTimeout"])
 
 
-def _receive_count(message: dict[str, Any]) -> int | None:
+def receive_count_of(message: dict[str, Any]) -> int | None:
+    """SQS's ``ApproximateReceiveCount`` of a raw message (a boto3 one, or the one kombu keeps), or None."""
     try:
         return int(message.get("Attributes", {}).get("ApproximateReceiveCount"))
     except (TypeError, ValueError):
@@ -143,3 +145,11 @@ class SqsDeadLetters:
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
         except SDK_ERRORS as exc:
             raise translate(exc, "delete from the dead-letter queue") from exc
+
+
+def dead_letter_store(settings: Settings) -> SqsDeadLetters:
+    """``VIDEO_WORKER_DLQ_URL``, or the queue ``{BROKER_QUEUE_PREFIX}dead-letters`` (created if missing)."""
+    sqs = make_client("sqs", settings.aws)
+    if settings.video_worker_dlq_url:
+        return SqsDeadLetters(sqs, settings.video_worker_dlq_url)
+    return SqsDeadLetters.named(sqs, f"{settings.broker_queue_prefix}dead-letters")

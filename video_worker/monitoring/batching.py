@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from video_worker.worker import upstream
 from video_worker.worker.stage_events import BUFFER_LIMIT
 
 log = logging.getLogger(__name__)
@@ -32,23 +33,25 @@ class EventBatching(bootsteps.StartStopStep):
 
     def __init__(self, c: Any, **kwargs: Any) -> None:
         self._timer: Any = None
+        self._flush: Any = None
         super().__init__(c, **kwargs)
 
     def start(self, c: Any) -> None:
         self._cancel()
-        dispatcher = c.event_dispatcher
-        if dispatcher is None or c.hub is None or not dispatcher.buffer_group:
+        if c.hub is None:
             return
-        dispatcher.buffer_limit = BUFFER_LIMIT
-        dispatcher.on_send_buffered = None
-        self._timer = c.hub.call_repeatedly(FLUSH_SECONDS, c._flush_events)
-        c.app.context.worker_events = dispatcher
+        flush = upstream.flush_on_timer(c, BUFFER_LIMIT)
+        if flush is None:
+            return
+        self._timer = c.hub.call_repeatedly(FLUSH_SECONDS, flush)
+        self._flush = flush
+        c.app.context.worker_events = c.event_dispatcher
 
     def stop(self, c: Any) -> None:
         self._cancel()
-        if c.event_dispatcher is not None:
+        if self._flush is not None:
             try:
-                c._flush_events()
+                self._flush()
             except Exception as exc:  # the broker is gone: Celery keeps them buffered
                 log.warning("monitoring: could not flush task events at stop: %s", exc)
 

@@ -215,15 +215,14 @@ def housekeeper(key: tuple[str, ...], make: Callable[[], Housekeeper]) -> Housek
     with _registry_lock:
         found = keepers.get(key)
         if found is None:
+            if not keepers:  # this process's first: its queues go when it exits
+                atexit.register(release_all)
             found = keepers[key] = make()
         return found
 
 
 def release_all() -> None:
-    """Delete every queue this process owns (registered with ``atexit``; a forked child owns none of its
-    parent's)."""
+    """Delete every queue this process owns (registered with ``atexit`` by its first housekeeper; a forked child
+    owns none of its parent's)."""
     for keeper in list((_housekeepers.peek() or {}).values()):
         keeper.release_all()
-
-
-atexit.register(release_all)

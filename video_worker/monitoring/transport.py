@@ -1,7 +1,7 @@
 """kombu's SQS transport, plus SNS fanout for Celery events and remote control.
 
 Selected with ``broker_transport`` when ``MONITORING`` is on (see
-``video_worker.monitoring.monitoring_conf``); the broker URL stays ``sqs://``
+``video_worker.celery_app.celery_conf``); the broker URL stays ``sqs://``
 and task messages travel exactly as with kombu's own transport. Fanout
 exchanges become SNS topics that deliver into the subscribed SQS queues
 (kombu 5.7's ``kombu/transport/SQS/SNS.py``). Each override names the
@@ -21,7 +21,7 @@ from kombu.transport import SQS
 from kombu.transport.SQS.exceptions import DoesNotExistQueueException
 
 from video_worker.monitoring import leases
-from video_worker.worker import transport as receiving
+from video_worker.worker import transport as worker_transport
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ SQS_MAX_NAME = 80
 HOUSEKEEPING_CLIENT = Config(connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 1})
 
 
-class Channel(receiving.Channel):
-    """An SQS channel (with ``receiving``'s receive loop) whose fanout exchanges are SNS topics."""
+class Channel(worker_transport.Channel):
+    """An SQS channel (with ``worker/transport.py``'s receive loop) whose fanout exchanges are SNS topics."""
 
     _drain_timeout: float | None = None
 
@@ -223,8 +223,8 @@ class Channel(receiving.Channel):
         return leases.Housekeeper(clients["sqs"], clients["sns"], self.queue_name_prefix, topics)
 
 
-class Transport(receiving.Transport):
-    """``receiving.Transport`` that also implements fanout exchanges.
+class Transport(worker_transport.Transport):
+    """``worker/transport.py``'s ``Transport`` that also implements fanout exchanges.
 
     ``celery/worker/consumer/control.py`` ``Control.include_if`` starts the
     worker's remote-control consumer only if the transport lists ``fanout`` in

@@ -13,9 +13,6 @@ from video_worker.segments import MODES
 
 log = logging.getLogger("video_worker")
 
-#: The bridge holds a batch of raw messages (60 s visibility): it tries a refused publish for at most this long.
-BRIDGE_PUBLISH_PATIENCE_SECONDS = 10.0
-
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -29,9 +26,9 @@ def _configure_logging(level: str) -> None:
 def cmd_bridge(args: argparse.Namespace) -> int:
     from video_worker.adapters.aws import make_client
     from video_worker.adapters.sqs import SqsQueue
-    from video_worker.bridge import Bridge
+    from video_worker.bridge import BRIDGE_PUBLISH_PATIENCE_SECONDS, Bridge
+    from video_worker.celery_app import create_app
     from video_worker.settings import load_settings
-    from video_worker.worker.app import create_app
     from video_worker.worker.chain import chain_publisher
 
     settings = load_settings()
@@ -103,9 +100,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
+    from video_worker.celery_app import create_app
     from video_worker.ops.replay import list_dead_letters, replay_dead_letters
     from video_worker.settings import load_settings
-    from video_worker.worker.app import create_app
+    from video_worker.worker.chain import build_chain
 
     app = create_app(load_settings())
     if args.dlq_command == "list":
@@ -113,19 +111,20 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     if not args.all and not args.ids:
         print("video-worker dlq replay: give dead-letter IDs or --all", file=sys.stderr)
         return 2
-    return replay_dead_letters(app, None if args.all else set(args.ids))
+    return replay_dead_letters(app.context.dead_letters, lambda segment: build_chain(segment, app).apply_async(),
+                               app.settings.publish_patience_seconds, None if args.all else set(args.ids))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from video_worker.adapters.aws import make_client
     from video_worker.adapters.dynamodb import DynamoCompletionStore
+    from video_worker.adapters.sqs import dead_letter_store
     from video_worker.ops.status import show_status
     from video_worker.settings import load_settings
-    from video_worker.worker.context import build_dead_letters
 
     settings = load_settings()
     completions = DynamoCompletionStore(make_client("dynamodb", settings.aws), settings.segment_completions_table_name)
-    return show_status(completions, build_dead_letters(settings), args.job_id, as_json=args.json,
+    return show_status(completions, dead_letter_store(settings), args.job_id, as_json=args.json,
                        watching=args.watch, interval=args.interval, idle_timeout=args.idle_timeout)
 
 

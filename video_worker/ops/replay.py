@@ -1,6 +1,6 @@
 """``video-worker dlq list`` and ``video-worker dlq replay``.
 
-Replay follows ``delivery``'s rule: a dead letter is deleted only once its
+Replay follows ``failure_policy``'s rule: a dead letter is deleted only once its
 chain is published; if the broker refuses (patiently, ``PUBLISH_PATIENCE_SECONDS``)
 it is released, left for the next replay, and the command exits 1.
 """
@@ -8,14 +8,16 @@ it is released, left for the next replay, and the command exits 1.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
+from collections.abc import Callable
+from typing import Any
 
-from video_worker import delivery
+from video_worker import failure_policy
+from video_worker.dead_letter import Received
 from video_worker.errors import Undelivered
-from video_worker.letters import Received
 from video_worker.ports import DeadLetterStore
-from video_worker.worker.app import VideoWorkerApp
-from video_worker.worker.chain import build_chain
+from video_worker.segments import Segment
 
 
 def list_dead_letters(queue: DeadLetterStore, *, as_json: bool = False) -> int:
@@ -45,11 +47,11 @@ def _print_letters(held: list[Received], as_json: bool) -> None:
               f"{letter.error_type}: {letter.error}")
 
 
-def replay_dead_letters(app: VideoWorkerApp, ids: set[str] | None) -> int:
-    """Re-publish the chain of each chosen dead letter (all if ``ids`` is None), then delete it."""
-    queue = app.context.dead_letters
+def replay_dead_letters(queue: DeadLetterStore, publish_chain: Callable[[Segment], Any], patience: float,
+                        ids: set[str] | None) -> int:
+    """Re-publish the chain of each chosen dead letter (all if ``ids`` is None) with ``publish_chain``, trying
+    for ``patience`` seconds (``PUBLISH_PATIENCE_SECONDS``), then delete it."""
     replayed, failed, wanted = 0, 0, set(ids or ())
-    patience = app.settings.publish_patience_seconds
     started = time.time()
     for received in queue.receive_all(hold_seconds=max(60, int(patience) + 30)):
         letter = received.letter
@@ -65,7 +67,7 @@ def replay_dead_letters(app: VideoWorkerApp, ids: set[str] | None) -> int:
             continue
         wanted.discard(letter.id)
         try:
-            delivery.patiently(build_chain(letter.payload, app).apply_async, f"replaying {letter.id}",
+            failure_policy.patiently(functools.partial(publish_chain, letter.payload), f"replaying {letter.id}",
                                patience=patience)
         except Undelivered as exc:
             failed += 1

@@ -34,8 +34,8 @@ from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel
 
+from video_worker.dead_letter import DeadLetter, Received
 from video_worker.errors import TransientError, VideoWorkerError
-from video_worker.letters import DeadLetter, Received
 from video_worker.ports import CompletionStore, DeadLetterStore
 from video_worker.segments import SegmentCompletion
 

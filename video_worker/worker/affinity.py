@@ -5,9 +5,10 @@ Sent through the broker hop by hop, each step could land on another host with
 no copy of the files (a re-download, or a re-run of the model), and each hop
 costs three SQS requests and a poll's wait while the accelerator idles. So when
 a stage succeeds, its task takes the rest of the chain over from Celery's
-tracer (``take_chain``, in the task body: the tracer then publishes nothing)
-and, once the task's own trace is over (``run_after``, called by
-``tasks.PipelineTask``'s tracer), runs the next stages in the same worker slot,
+tracer (``ChainAffinity.take``, in the task body: the tracer then publishes
+nothing) and, once the task's own trace is over (``ChainAffinity.run_after``,
+called by ``lifecycle.StageLifecycle.trace_message``), runs the next stages in
+the same worker slot,
 each through Celery's own tracer: ``task_prerun``, ``task_postrun``,
 ``task_success``, ``task_failure`` and ``task_retry`` fire with that stage's
 task id, name and arguments (what Sentry and OpenTelemetry hook), one after
@@ -38,25 +39,23 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from celery import Task, signals
-from celery.app.trace import build_tracer
+from celery import Celery, Task, signals
 from celery.canvas import signature
 from celery.exceptions import Reject
 from celery.utils import uuid
 from celery.utils.saferepr import saferepr
-from celery.worker import state as worker_state
 
-from video_worker import delivery, logs
+from video_worker import failure_policy, logs
 from video_worker.errors import PermanentError, Undelivered
+from video_worker.settings import Settings
 from video_worker.stages import STAGE_NAMES
-from video_worker.worker.failures import letter_for, write_dead_letter
-
-if TYPE_CHECKING:
-    from video_worker.worker.app import VideoWorkerApp
+from video_worker.worker import upstream
+from video_worker.worker.dead_letters import DeadLetterWriter, letter_for
+from video_worker.worker.stage_events import StageEvents
 
 log = logging.getLogger(__name__)
 
@@ -82,66 +81,131 @@ class Handover:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
-#: Handovers by (task id, thread): a retry keeps its task id, and its new run may start in another slot
-#: before the failed run's trace is over; each run takes only what it handed over itself.
-_pending: dict[tuple[str, int], Handover] = {}
-_pending_lock = threading.Lock()
+class ChainAffinity:
+    """Runs the rest of a segment's chain in the slot (thread) that ran its first stage (see the module's doc).
 
+    ``take`` (in a stage's task body) keeps the rest of the chain from Celery's tracer; ``run_after`` (once that
+    task's trace is over) runs it here, stage after stage; ``discard`` forgets it (the trace failed).
+    """
 
-def take_chain(task: Task, result: Any) -> None:
-    """In a stage's task body, after it succeeded: keep the rest of its chain from Celery's tracer."""
-    request = task.request
-    steps = list(request.chain or [])
-    if not steps or request.is_eager:
-        return
-    request.chain = None  # Celery's tracer would publish it inside this task's trace
-    handover = Handover(steps, result, request.id, request.root_id or request.id, request.hostname,
-                        dict(request.delivery_info or {}))
-    step = steps[-1]
-    if not _runs_here(task.app, step):
-        _publish(task.app, handover)  # here, inside this task's trace, as Celery's tracer publishes a chain
-        return
-    step.setdefault("options", {}).setdefault("task_id", uuid())
-    handover.headers = _announce(step, step["options"]["task_id"], handover)
-    with _pending_lock:
-        _pending[(request.id, threading.get_ident())] = handover
+    def __init__(self, app: Celery, settings: Callable[[], Settings], dead_letters: DeadLetterWriter,
+                 events: Callable[[str | None], StageEvents]) -> None:
+        self._app = app  # the Celery app: its tasks, routes and broker
+        self._settings = settings
+        self._dead_letters = dead_letters
+        self._events = events  # where the events of the stages run here go (by worker hostname)
+        #: Handovers by (task id, thread): a retry keeps its task id, and its new run may start in another slot
+        #: before the failed run's trace is over; each run takes only what it handed over itself.
+        self._pending: dict[tuple[str, int], Handover] = {}
+        self._lock = threading.Lock()
 
+    def take(self, task: Task, result: Any) -> None:
+        """In a stage's task body, after it succeeded: keep the rest of its chain from Celery's tracer."""
+        request = task.request
+        if request.is_eager:
+            return
+        steps = upstream.take_chain(request)  # Celery's tracer would publish it inside this task's trace
+        if not steps:
+            return
+        handover = Handover(steps, result, request.id, request.root_id or request.id, request.hostname,
+                            dict(request.delivery_info or {}))
+        step = steps[-1]
+        if not self._runs_here(step):
+            self._publish(handover)  # here, inside this task's trace, as Celery's tracer publishes a chain
+            return
+        step.setdefault("options", {}).setdefault("task_id", uuid())
+        handover.headers = _announce(step, step["options"]["task_id"], handover)
+        with self._lock:
+            self._pending[(request.id, threading.get_ident())] = handover
 
-def _taken(task_id: str) -> Handover | None:
-    with _pending_lock:
-        return _pending.pop((task_id, threading.get_ident()), None)
+    def run_after(self, task_id: str) -> None:
+        """After a task's own trace: run here the stage it handed over, then the one that stage hands over, ..."""
+        handover = self._taken(task_id)
+        while handover is not None:
+            handover = self._run_stage(handover)
 
+    def discard(self, task_id: str) -> None:
+        """Forget what ``task_id`` handed over in this slot (its trace failed outside the task body)."""
+        self._taken(task_id)
 
-def continues(task_id: str) -> bool:
-    """Whether this slot (thread) runs a next stage once ``task_id``'s trace is over."""
-    with _pending_lock:
-        return (task_id, threading.get_ident()) in _pending
+    def _taken(self, task_id: str) -> Handover | None:
+        with self._lock:
+            return self._pending.pop((task_id, threading.get_ident()), None)
 
+    def _runs_here(self, step: dict[str, Any]) -> bool:
+        name = step.get("task")
+        if (not self._settings().chain_affinity or name not in CONTINUED or step.get("args") or step.get("kwargs")
+                or step.get("immutable")):
+            return False
+        options = step.get("options") or {}
+        if self._app.tasks[name].rate_limit or options.get("link") or options.get("link_error"):
+            return False  # Celery's consumer applies rate limits; callbacks are Celery's to dispatch
+        options = {k: v for k, v in options.items() if k in ("queue", "exchange", "routing_key")}
+        return upstream.consumes(self._app, upstream.queue_of(self._app, name, options))
 
-def discard(task_id: str) -> None:
-    """Forget what ``task_id`` handed over in this slot (its trace failed outside the task body)."""
-    _taken(task_id)
+    def _run_stage(self, handover: Handover) -> Handover | None:
+        """Run the next step of ``handover`` here through Celery's tracer; return what it hands over."""
+        step = handover.steps[-1]
+        name, task_id = step["task"], step["options"]["task_id"]  # given by ``take``
+        with logs.bound(task_id=task_id, stage=name.rsplit(".", 1)[-1],
+                        **logs.segment_of(handover.payload)):  # until Celery's tracer makes the task current
+            return self._trace_stage(handover, name, task_id)
 
+    def _trace_stage(self, handover: Handover, name: str, task_id: str) -> Handover | None:
+        rest = handover.steps[:-1]
+        events = self._events(handover.hostname)
+        args = (handover.payload,)
+        events.send("task-received", uuid=task_id, name=name, args=saferepr(args), kwargs="{}",
+                    root_id=handover.root_id, parent_id=handover.parent_id, retries=0, eta=None, expires=None)
+        if upstream.is_revoked(task_id):
+            self._revoked(name, task_id, handover.payload)
+            events.send("task-revoked", uuid=task_id, terminated=False, signum=None, expired=False)
+            events.flush_if_unbatched()
+            return None
+        added = handover.headers
+        request = {**added, "id": task_id, "task": name, "root_id": handover.root_id,
+                   "parent_id": handover.parent_id, "retries": 0, "args": args, "kwargs": {}, "chain": rest or None,
+                   "hostname": handover.hostname, "delivery_info": handover.delivery_info, "is_eager": False,
+                   "called_directly": False, "correlation_id": task_id, "reply_to": None, "headers": added or None}
+        log.info("Task %s[%s] continued on this host", name, task_id)
+        events.send("task-started", uuid=task_id)
+        active = upstream.ActiveStage(task_id, name, args, handover.hostname, handover.delivery_info,
+                                      _cannot_terminate)
+        with upstream.listed_as_active(active):
+            traced = upstream.trace(self._app, self._app.tasks[name], task_id, args, request)
+        if traced.state == "REJECTED":  # the stage could not record its outcome anywhere:
+            events.flush_if_unbatched()
+            raise traced.error  # the segment's message goes back (Celery rejects the first task with requeue)
+        if traced.state is None:
+            events.send("task-succeeded", uuid=task_id, result=traced.retstr, runtime=traced.runtime)
+        elif traced.state == "RETRY":
+            events.send("task-retried", uuid=task_id, exception=saferepr(getattr(traced.error, "exc", None)),
+                        traceback="")
+        else:
+            events.send("task-failed", uuid=task_id, exception=saferepr(traced.error), traceback="")
+        events.flush_if_unbatched()
+        return self._taken(task_id)
 
-def _runs_here(app: VideoWorkerApp, step: dict[str, Any]) -> bool:
-    name = step.get("task")
-    if (not app.settings.chain_affinity or name not in CONTINUED or step.get("args") or step.get("kwargs")
-            or step.get("immutable")):
-        return False
-    options = step.get("options") or {}
-    if app.tasks[name].rate_limit or options.get("link") or options.get("link_error"):
-        return False  # Celery's consumer applies rate limits; callbacks are Celery's to dispatch
-    options = {k: v for k, v in options.items() if k in ("queue", "exchange", "routing_key")}
-    # Celery: ``app.amqp.router.route`` resolves a task's queue; ``amqp.queues.consume_from`` what we consume.
-    queue = app.amqp.router.route(options, name)["queue"].name
-    return queue in app.amqp.queues.consume_from
+    def _revoked(self, name: str, task_id: str, payload: Any) -> None:
+        """A revoked stage ends its segment as a dead letter, so ``status`` shows it and ``dlq replay`` resumes
+        it."""
+        log.warning("Task %s[%s] revoked before it started: the segment stops here (dead-lettered)", name, task_id)
+        reason = f"{name} was revoked before it started (celery control revoke)"
+        self._dead_letters.write(letter_for(name, task_id, payload, Revoked(reason), 1, reason))
 
-
-def run_after(app: VideoWorkerApp, task_id: str) -> None:
-    """After a task's own trace: run here the stage it handed over, then the one that stage hands over, ..."""
-    handover = _taken(task_id)
-    while handover is not None:
-        handover = _run_stage(app, handover)
+    def _publish(self, handover: Handover) -> None:
+        """Hand the next step (and the chain after it) to the broker, patiently; if the broker keeps refusing,
+        the segment's message goes back to the queue (``Reject``): the whole chain runs again, nothing is lost."""
+        step = signature(handover.steps[-1], app=self._app)
+        rest = handover.steps[:-1] or None
+        try:
+            failure_policy.patiently(
+                lambda: step.apply_async((handover.payload,), chain=rest, parent_id=handover.parent_id,
+                                         root_id=handover.root_id),
+                f"handing {step.task} to the broker", patience=self._settings().publish_patience_seconds)
+        except Undelivered as undelivered:
+            log.error("%s; the segment's message goes back to the queue", undelivered)
+            raise Reject(undelivered, requeue=True) from undelivered
 
 
 def _announce(step: dict[str, Any], task_id: str, handover: Handover) -> dict[str, Any]:
@@ -159,99 +223,6 @@ def _announce(step: dict[str, Any], task_id: str, handover: Handover) -> dict[st
     return {key: value for key, value in headers.items() if key not in base}
 
 
-def _run_stage(app: VideoWorkerApp, handover: Handover) -> Handover | None:
-    """Run the next step of ``handover`` here through Celery's tracer; return what it hands over."""
-    step = handover.steps[-1]
-    name, task_id = step["task"], step["options"]["task_id"]  # given by ``take_chain``
-    with logs.bound(task_id=task_id, stage=name.rsplit(".", 1)[-1],
-                    **logs.segment_of(handover.payload)):  # until Celery's tracer makes the task current
-        return _trace_stage(app, handover, name, task_id)
-
-
-def _trace_stage(app: VideoWorkerApp, handover: Handover, name: str, task_id: str) -> Handover | None:
-    rest = handover.steps[:-1]
-    events = app.context.stage_events(handover.hostname)
-    args = (handover.payload,)
-    events.send("task-received", uuid=task_id, name=name, args=saferepr(args), kwargs="{}",
-                root_id=handover.root_id, parent_id=handover.parent_id, retries=0, eta=None, expires=None)
-    if task_id in worker_state.revoked:  # Celery: the ids ``celery control revoke`` sent this worker
-        _revoked(app, name, task_id, handover.payload)
-        events.send("task-revoked", uuid=task_id, terminated=False, signum=None, expired=False)
-        events.flush_if_unbatched()
-        return None
-    added = handover.headers
-    request = {**added, "id": task_id, "task": name, "root_id": handover.root_id, "parent_id": handover.parent_id,
-               "retries": 0, "args": args, "kwargs": {}, "chain": rest or None, "hostname": handover.hostname,
-               "delivery_info": handover.delivery_info, "is_eager": False, "called_directly": False,
-               "correlation_id": task_id, "reply_to": None, "headers": added or None}
-    log.info("Task %s[%s] continued on this host", name, task_id)
-    events.send("task-started", uuid=task_id)
-    active = ActiveStage(task_id, name, args, handover)
-    worker_state.active_requests.add(active)
-    try:
-        traced = tracer_of(app, app.tasks[name])(task_id, args, {}, request)
-    finally:
-        worker_state.active_requests.discard(active)
-    # Celery: the tracer returns ``trace_ok_t(retval, info, runtime, retstr)``; ``info`` is None on success,
-    # else ``Info(state, retval)`` with the ``Retry`` or the exception.
-    info = traced.info
-    if info is not None and info.state == "REJECTED":  # the stage could not record its outcome anywhere:
-        events.flush_if_unbatched()
-        raise info.retval  # the segment's message goes back (Celery rejects the first task with requeue)
-    if info is None:
-        events.send("task-succeeded", uuid=task_id, result=traced.retstr, runtime=traced.runtime)
-    elif info.state == "RETRY":
-        events.send("task-retried", uuid=task_id, exception=saferepr(getattr(info.retval, "exc", None)),
-                    traceback="")
-    else:
-        events.send("task-failed", uuid=task_id, exception=saferepr(info.retval), traceback="")
-    events.flush_if_unbatched()
-    return _taken(task_id)
-
-
-def tracer_of(app: VideoWorkerApp, task: Task) -> Any:
-    """Celery's tracer of ``task`` in this process, without what ``PipelineTask`` adds after it."""
-    inner = getattr(task, "celery_tracer", None)
-    if inner is None:
-        inner = task.celery_tracer = build_tracer(task.name, task, app.loader, task.request.hostname, app=app)
-    return inner
-
-
-def _revoked(app: VideoWorkerApp, name: str, task_id: str, payload: Any) -> None:
-    """A revoked stage ends its segment as a dead letter, so ``status`` shows it and ``dlq replay`` resumes it."""
-    log.warning("Task %s[%s] revoked before it started: the segment stops here (dead-lettered)", name, task_id)
-    reason = f"{name} was revoked before it started (celery control revoke)"
-    write_dead_letter(app, letter_for(name, task_id, payload, Revoked(reason), 1, reason))
-
-
-def _publish(app: VideoWorkerApp, handover: Handover) -> None:
-    """Hand the next step (and the chain after it) to the broker, patiently; if the broker keeps refusing,
-    the segment's message goes back to the queue (``Reject``): the whole chain runs again, nothing is lost."""
-    step = signature(handover.steps[-1], app=app)
-    rest = handover.steps[:-1] or None
-    try:
-        delivery.patiently(
-            lambda: step.apply_async((handover.payload,), chain=rest, parent_id=handover.parent_id,
-                                     root_id=handover.root_id),
-            f"handing {step.task} to the broker", patience=app.settings.publish_patience_seconds)
-    except Undelivered as undelivered:
-        log.error("%s; the segment's message goes back to the queue", undelivered)
-        raise Reject(undelivered, requeue=True) from undelivered
-
-
-class ActiveStage:
-    """A stage chain affinity is running, as ``celery inspect active`` lists it (``Request.info``'s shape)."""
-
-    def __init__(self, task_id: str, name: str, args: tuple[Any, ...], handover: Handover) -> None:
-        self.id, self.name, self.args = task_id, name, args
-        self.handover = handover
-        self.time_start = time.time()
-
-    def info(self, safe: bool = False) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "args": saferepr(self.args) if safe else self.args,
-                "kwargs": {}, "type": self.name, "hostname": self.handover.hostname, "time_start": self.time_start,
-                "acknowledged": False, "delivery_info": self.handover.delivery_info, "worker_pid": None}
-
-    def terminate(self, pool: Any, signal: Any = None) -> None:
-        """``revoke --terminate``: a continued stage cannot be killed alone; it ends within its time limit."""
-        log.warning("cannot terminate %s[%s] on its own: it runs in its segment's slot", self.name, self.id)
+def _cannot_terminate(stage: upstream.ActiveStage) -> None:
+    """``revoke --terminate``: a continued stage cannot be killed alone; it ends within its time limit."""
+    log.warning("cannot terminate %s[%s] on its own: it runs in its segment's slot", stage.name, stage.id)

@@ -1,98 +1,64 @@
-"""The Celery application: ``create_app`` wires the pipeline's tasks, bootsteps and per-process context.
+"""The Celery application class: ``VideoWorkerApp`` owns its ``Settings`` and, per process, its resources.
 
-``celery -A video_worker worker`` finds ``video_worker.app`` (built on first
-access, see ``video_worker/__init__.py``). Static Celery policy (JSON only,
-late acks, ...) comes from the top-level ``celeryconfig`` module; deployment
-settings (broker, queue names, concurrency, monitoring) come from
-``Settings``, built from the environment the first time the configuration is
-needed, i.e. when the worker starts, not at import. Monitoring's transport,
-mailbox and event batching are named here, not imported: they extend this
-package (``video_worker/monitoring``).
+What it runs and how is assembled in ``video_worker/celery_app.py``
+(``create_app``: the tasks, the bootsteps table, the monitoring pieces).
+Static Celery policy (JSON only, late acks, ...) comes from the top-level
+``celeryconfig`` module; deployment settings (broker, queue names,
+concurrency, monitoring) come from ``Settings``, built from the environment
+the first time the configuration is needed, i.e. when the worker starts, not
+at import.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
-from celery.signals import worker_process_init
 
 from video_worker.errors import ConfigError
 from video_worker.per_process import PerProcess
 from video_worker.settings import Settings, load_settings
-from video_worker.worker import logs as worker_logs
-from video_worker.worker import tasks
-from video_worker.worker.context import ProcessContext, ProcessStart, init_process
-from video_worker.worker.heartbeat import VisibilityHeartbeat
-from video_worker.worker.metrics import MetricsEndpoint
+from video_worker.worker.context import ProcessContext
+from video_worker.worker.dead_letters import DeadLetterWriter
+from video_worker.worker.logs import Worker
+from video_worker.worker.metrics.series import WorkerMetrics
 from video_worker.worker.stage_events import BUFFER_LIMIT
-from video_worker.worker.transport import TRANSPORT as PLAIN_TRANSPORT
-
-MONITORING_TRANSPORT = "video_worker.monitoring.transport:Transport"
-MONITORING_CONTROL = "video_worker.monitoring.control:Control"
-EVENT_BATCHING = "video_worker.monitoring.batching:EventBatching"
 
 
-def monitoring_enabled(settings: Settings) -> bool:
-    return settings.monitoring and urlsplit(settings.broker_url).scheme == "sqs"
-
-
-def celery_conf(settings: Settings) -> dict[str, Any]:
-    """The Celery settings that depend on the deployment."""
-    monitoring = monitoring_enabled(settings)
-    options: dict[str, Any] = {
-        "region": settings.aws_region,
-        "queue_name_prefix": settings.broker_queue_prefix,
-        "is_secure": settings.broker_is_secure,
-        "wait_time_seconds": settings.broker_wait_time_seconds,
-        "polling_interval": settings.broker_polling_interval,
-        "visibility_timeout": settings.broker_visibility_timeout,
-    }
-    if settings.aws_endpoint_url_sns:  # else SNS (monitoring's fanout) follows the broker's endpoint
-        options["sns_endpoint_url"] = settings.aws_endpoint_url_sns
-    conf: dict[str, Any] = {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": options,
-        "task_default_queue": settings.task_queue,
-        "worker_pool": settings.worker_pool,
-        "worker_concurrency": settings.worker_concurrency,
-        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
-        # Task messages that cannot be run are dead-lettered, not dropped or crashed on.
-        "worker_consumer": "video_worker.worker.consumer:Consumer",
-        # Events and remote control over SNS (Flower, celery inspect), or none of it.
-        "worker_enable_remote_control": monitoring,
-        "worker_send_task_events": monitoring,
-        "task_send_sent_event": monitoring,
-    }
-    if urlsplit(settings.broker_url).scheme == "sqs":
-        conf["broker_transport"] = MONITORING_TRANSPORT if monitoring else PLAIN_TRANSPORT
-    return conf
+def symbol_path(obj: Any) -> str:
+    """``module:name`` of a class, for the Celery settings that take one by name (from an imported class, so
+    the dependency is an import that the layer contracts see)."""
+    return f"{obj.__module__}:{obj.__qualname__}"
 
 
 class VideoWorkerApp(Celery):
     """A Celery app that owns its ``Settings`` and, per process, its ``ProcessContext``."""
 
-    # One reply queue per process and thread, a fresh mailbox queue per worker start (SQS-friendly).
-    control_cls = MONITORING_CONTROL
     #: Celery's hard time limit where the pool does not enforce it (threads, solo; 0: none), set at worker
-    #: start (``context.ProcessStart``); None under prefork, whose pool enforces it (``tasks.time_limit``).
+    #: start (``steps/process_start.py``); None under prefork, whose pool enforces it (``lifecycle.time_limit``).
     celery_time_limit: float | None = None
+    #: The worker's metrics (``METRICS_PORT``; set by ``steps/metrics_endpoint.py`` before the pool forks).
+    metrics: WorkerMetrics | None = None
+    #: Writes this app's dead letters (set by ``create_app``; the consumer's too).
+    dead_letter_writer: DeadLetterWriter
 
-    def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings | None, deployment_conf: Callable[[Settings], dict[str, Any]],
+                 **kwargs: Any) -> None:
         kwargs.setdefault("set_as_current", False)
         super().__init__("video_worker", **kwargs)
         self._settings = settings
+        self._conf_of = deployment_conf
         self._context: PerProcess[ProcessContext] = PerProcess(
-            lambda: ProcessContext(self.settings, self._new_dispatcher))
+            lambda: ProcessContext(self.settings, self._new_dispatcher, self.metrics))
         self.config_from_object("celeryconfig")
         self.add_defaults(self._deployment_conf)
 
     def _deployment_conf(self) -> dict[str, Any]:
         try:
-            return celery_conf(self.settings)
+            return self._conf_of(self.settings)
         except ConfigError as exc:
             if "celery.bin.celery" in sys.modules:  # under the `celery` CLI: one line, no traceback
                 raise SystemExit(f"video-worker: {exc}") from None
@@ -101,7 +67,7 @@ class VideoWorkerApp(Celery):
     @cached_property
     def Worker(self) -> Any:
         """Celery's worker application, with the start-up banner as one log line in JSON mode (``worker/logs``)."""
-        return self.subclass_with_self("video_worker.worker.logs:Worker")
+        return self.subclass_with_self(Worker)
 
     @property
     def settings(self) -> Settings:
@@ -119,22 +85,3 @@ class VideoWorkerApp(Celery):
             return None
         return self.events.Dispatcher(self.connection_for_write(), hostname=hostname, buffer_group=["task"],
                                       buffer_limit=BUFFER_LIMIT)
-
-
-def create_app(settings: Settings | None = None) -> VideoWorkerApp:
-    """A new app with the pipeline's tasks and bootsteps registered."""
-    app = VideoWorkerApp(settings)
-    tasks.register(app)
-    app.steps["worker"].add(ProcessStart)
-    app.steps["worker"].add(MetricsEndpoint)  # METRICS_PORT
-    app.steps["consumer"].add(VisibilityHeartbeat)
-    app.steps["consumer"].add(EVENT_BATCHING)
-    return app
-
-
-def default_app() -> VideoWorkerApp:
-    """The app of ``celery -A video_worker``; its prefork children build their context when they start."""
-    app = create_app()
-    worker_process_init.connect(lambda **_: init_process(app), weak=False)
-    worker_logs.install(app)
-    return app

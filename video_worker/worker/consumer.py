@@ -20,16 +20,18 @@ letter cannot be written the message goes back (``reject(requeue=True)``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 from celery.exceptions import Reject
-from celery.worker.consumer import Consumer as CeleryConsumer
 
-from video_worker import delivery
+from video_worker import failure_policy
+from video_worker.adapters.sqs import receive_count_of
+from video_worker.dead_letter import RAW_BODY_LIMIT
 from video_worker.errors import BadMessage, VideoWorkerError, WorkerLost
-from video_worker.letters import RAW_BODY_LIMIT
-from video_worker.worker.failures import LOOP_PATIENCE_SECONDS, letter_for, write_dead_letter
+from video_worker.worker import upstream
+from video_worker.worker.dead_letters import LOOP_PATIENCE_SECONDS, letter_for
+from video_worker.worker.lifecycle import payload_problem
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +39,7 @@ log = logging.getLogger(__name__)
 
 def receive_count(message: Any) -> int | None:
     """SQS's ``ApproximateReceiveCount`` of a kombu message (kombu keeps the raw message in ``delivery_info``)."""
-    raw = (getattr(message, "delivery_info", None) or {}).get("sqs_message") or {}
-    try:
-        return int(raw.get("Attributes", {}).get("ApproximateReceiveCount"))
-    except (TypeError, ValueError):
-        return None
+    return receive_count_of((getattr(message, "delivery_info", None) or {}).get("sqs_message") or {})
 
 
 def raw_message(message: Any) -> dict[str, Any]:
@@ -66,7 +64,7 @@ def screen(message: Any, known: Collection[str], single_payload: Collection[str]
         return BadMessage("not a Celery task message: no 'task' header (Celery message protocol 2 expected)")
     if name not in known:
         return BadMessage(f"unknown task {name!r}: this worker runs {', '.join(sorted(known))}")
-    poison = delivery.too_many_deliveries(receive_count(message), max_deliveries)
+    poison = failure_policy.too_many_deliveries(receive_count(message), max_deliveries)
     if poison:
         return WorkerLost(f"{name}: {poison}")
     if message.content_type != "application/json":
@@ -80,9 +78,9 @@ def screen(message: Any, known: Collection[str], single_payload: Collection[str]
         return BadMessage(f"{name}: body is not [args, kwargs, embed] (Celery message protocol 2), "
                           f"got {type(body).__name__}")
     args, kwargs, embed = body
-    if name in single_payload and (len(args) != 1 or kwargs):
-        return BadMessage(f"{name} takes one payload argument, got {len(args)} positional and "
-                          f"{len(kwargs)} keyword argument(s)")
+    problem = payload_problem(name, args, kwargs) if name in single_payload else None
+    if problem:
+        return BadMessage(problem)
     chain = (embed or {}).get("chain")
     if chain is not None and not (isinstance(chain, list) and all(isinstance(step, dict) for step in chain)):
         return BadMessage(f"{name}: embed.chain is not a list of signatures")
@@ -97,28 +95,21 @@ def _first_argument(message: Any) -> Any:
         return None
 
 
-class Consumer(CeleryConsumer):
+class Consumer(upstream.HookedConsumer):
     """Celery's consumer, with ``screen`` before every task message and dead letters instead of drops."""
 
-    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-        handle = super().create_task_handler(*args, **kwargs)
-        settings = self.app.settings
-        known = frozenset(self.app.tasks)
-        single = frozenset(name for name in known if name.startswith("video_worker."))
+    _known: frozenset[str] | None = None
 
-        def on_task_received(message: Any) -> Any:
-            problem = screen(message, known, single, settings.max_deliveries)
-            if problem is not None:
-                return self.dead_letter_message(message, problem)
-            try:
-                return handle(message)
-            except Exception as exc:
-                return self.dead_letter_message(
-                    message, BadMessage(f"cannot be turned into a task: {type(exc).__name__}: {exc}"))
+    def screen(self, message: Any) -> VideoWorkerError | None:
+        if self._known is None:  # the tasks are all registered once the worker consumes
+            self._known = frozenset(self.app.tasks)
+        single = frozenset(name for name in self._known if name.startswith("video_worker."))
+        return screen(message, self._known, single, self.app.settings.max_deliveries)
 
-        return on_task_received
+    def cannot_run(self, message: Any, reason: str) -> None:
+        self.dead_letter_message(message, BadMessage(reason))
 
-    def dead_letter_message(self, message: Any, problem: VideoWorkerError) -> None:
+    def dead_letter_message(self, message: Any, problem: Exception) -> None:
         """Dead-letter ``message`` (raw) with ``problem`` as its reason, then acknowledge (delete) it."""
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
         name = str(headers.get("task") or "?")
@@ -127,22 +118,10 @@ class Consumer(CeleryConsumer):
         letter = letter_for(name, task_id, _first_argument(message), problem, receive_count(message) or 1,
                             raw_message=raw_message(message))
         try:
-            write_dead_letter(self.app, letter, patience=LOOP_PATIENCE_SECONDS)
+            self.app.dead_letter_writer.write(letter, patience=LOOP_PATIENCE_SECONDS)
         except Reject:
             message.reject_log_error(log, self.connection_errors, requeue=True)
             return
         if self.event_dispatcher is not None and task_id:
             self.event_dispatcher.send("task-failed", uuid=task_id, exception=str(problem))
         message.ack_log_error(log, self.connection_errors)
-
-    def on_unknown_message(self, body: Any, message: Any) -> None:
-        self.dead_letter_message(message, BadMessage("not a Celery task message"))
-
-    def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
-        self.dead_letter_message(message, BadMessage(f"unknown task: {exc}"))
-
-    def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
-        self.dead_letter_message(message, BadMessage(f"invalid task message: {type(exc).__name__}: {exc}"))
-
-    def on_decode_error(self, message: Any, exc: BaseException) -> None:
-        self.dead_letter_message(message, BadMessage(f"cannot decode: {type(exc).__name__}: {exc}"))

@@ -4,36 +4,33 @@
 scratch directory, the model runner), the dead-letter store and the stage
 events. Each part is built on first use; ``start()`` builds the dependencies
 at once, so the model is loaded and warmed up before the first segment. It is
-called by ``init_process``, the one per-process hook: Celery's
-``worker_process_init`` in prefork children, the ``ProcessStart`` bootstep in
-a threads or solo worker. Callers that need only the dead letters (``dlq``
-commands) never start a model.
+called by ``steps.process_start.init_process``, the one per-process hook:
+Celery's ``worker_process_init`` in prefork children, the ``ProcessStart``
+bootstep in a threads or solo worker. Callers that need only the dead letters
+(``dlq`` commands) never start a model. With ``METRICS_PORT`` the dependencies
+and the dead-letter store are metered (``metrics/metered.py``).
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-from celery import bootsteps
 
 from video_worker.adapters.aws import make_client
 from video_worker.adapters.dynamodb import DynamoCompletionStore
 from video_worker.adapters.model_process import InlineRunner, ProcessRunner
 from video_worker.adapters.s3 import S3Storage
 from video_worker.adapters.scratch import ScratchDir, start_sweeping
-from video_worker.adapters.sqs import SqsDeadLetters
-from video_worker.errors import ConfigError
-from video_worker.inference import check_model, load_model
+from video_worker.adapters.sqs import dead_letter_store
+from video_worker.inference import load_model
 from video_worker.ports import DeadLetterStore, ModelRunner
 from video_worker.settings import Settings
 from video_worker.stages import Dependencies
-from video_worker.worker.metrics import instrument, instrument_dead_letters
+from video_worker.worker.metrics.metered import instrument, instrument_dead_letters
+from video_worker.worker.metrics.series import WorkerMetrics
 from video_worker.worker.stage_events import StageEvents
 
 log = logging.getLogger(__name__)
@@ -68,20 +65,14 @@ def build_dependencies(settings: Settings) -> Dependencies:
     )
 
 
-def build_dead_letters(settings: Settings) -> DeadLetterStore:
-    """``VIDEO_WORKER_DLQ_URL``, or the queue ``{BROKER_QUEUE_PREFIX}dead-letters`` (created if missing)."""
-    sqs = make_client("sqs", settings.aws)
-    if settings.video_worker_dlq_url:
-        return SqsDeadLetters(sqs, settings.video_worker_dlq_url)
-    return SqsDeadLetters.named(sqs, f"{settings.broker_queue_prefix}dead-letters")
-
-
 class ProcessContext:
     """This process's resources (see the module's doc); thread-safe, each part built once."""
 
-    def __init__(self, settings: Settings, new_dispatcher: Callable[[str | None], Any] | None = None) -> None:
+    def __init__(self, settings: Settings, new_dispatcher: Callable[[str | None], Any] | None = None,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self._new_dispatcher = new_dispatcher
+        self._metrics = metrics
         self._lock = threading.RLock()
         self._parts: dict[str, Any] = {}
         #: The worker's own event dispatcher, flushed in batches (set by ``monitoring.batching.EventBatching``
@@ -96,11 +87,12 @@ class ProcessContext:
 
     @property
     def dependencies(self) -> Dependencies:
-        return self._part("dependencies", lambda: instrument(build_dependencies(self.settings)))
+        return self._part("dependencies", lambda: instrument(build_dependencies(self.settings), self._metrics))
 
     @property
     def dead_letters(self) -> DeadLetterStore:
-        return self._part("dead_letters", lambda: instrument_dead_letters(build_dead_letters(self.settings)))
+        return self._part("dead_letters", lambda: instrument_dead_letters(dead_letter_store(self.settings),
+                                                                                self._metrics))
 
     def use(self, **parts: Any) -> None:
         """Inject parts (``dependencies``, ``dead_letters``): tests, embedding."""
@@ -120,31 +112,3 @@ class ProcessContext:
         """Build the dependencies now: the model is loaded and warmed up before the first segment."""
         self.dependencies  # noqa: B018
         log.info("worker process ready: model %s (%s)", self.settings.model, self.settings.model_isolation)
-
-
-class ProcessStart(bootsteps.StartStopStep):
-    """Worker bootstep: check that the model can be built here (its extra, its settings), then, in a threads
-    or solo worker, build the process's resources before consuming. A problem stops the worker with one line."""
-
-    requires = ("celery.worker.components:Pool",)
-
-    def start(self, worker: Any) -> None:
-        # Celery's current app is per thread and the threads pool's threads have none: integrations that look
-        # tasks up by name (OpenTelemetry's publish spans) would find the default app's, not ours.
-        worker.app.set_default()
-        if not worker.pool_cls.__module__.endswith("prefork"):
-            # Prefork kills a process at Celery's hard limit itself; the threads and solo pools enforce none:
-            # there each stage's deadline takes it (``tasks.time_limit``). ``--time-limit`` or ``task_time_limit``.
-            worker.app.celery_time_limit = worker.time_limit or 0.0
-        try:
-            check_model(worker.app.settings.model)
-            if not worker.pool_cls.__module__.endswith("prefork"):
-                init_process(worker.app)
-        except ConfigError as exc:
-            print(f"video-worker: {exc}", file=sys.__stderr__, flush=True)  # not Celery's logging proxy
-            os._exit(2)  # before Celery's pool and consumer start: nothing to shut down
-
-
-def init_process(app: Any) -> None:
-    """The one per-process initialisation hook (see the module's doc)."""
-    app.context.start()

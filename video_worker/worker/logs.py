@@ -8,33 +8,30 @@ handler gets a ``logs.JsonFormatter`` whose context is the running task
 tracer pushes it). ``Worker`` is Celery's worker application
 (``celery.apps.worker.Worker``) whose start-up banner, printed to stdout, is
 one log line instead in JSON mode (``app.Worker``, ``VideoWorkerApp``), and
-Celery's shutdown notices, printed too (``celery.apps.worker.safe_say``), are
-JSON objects.
+Celery's shutdown notices, printed too, are JSON objects
+(``upstream.print_shutdown_notices_with``).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from celery import current_task, signals
-from celery.apps import worker as celery_worker_app
-from celery.apps.worker import Worker as CeleryWorker
+from celery import signals
 
 from video_worker import logs
 from video_worker.errors import ConfigError
 from video_worker.stages import STAGE_NAMES
-
-if TYPE_CHECKING:
-    from video_worker.worker.app import VideoWorkerApp
+from video_worker.worker import upstream
 
 log = logging.getLogger("celery.worker")
 
 
 def running_task() -> dict[str, Any]:
     """The running task's id and stage, and the segment its payload names, or nothing outside a task."""
-    task = current_task._get_current_object() if current_task else None
+    task = upstream.current_task_object()
     request = getattr(task, "request", None)
     if task is None or request is None or not request.id:
         return {}
@@ -45,16 +42,16 @@ def running_task() -> dict[str, Any]:
     return fields
 
 
-def install(app: VideoWorkerApp) -> None:
+def install(log_format: Callable[[], str]) -> None:
     """Give Celery's log handlers the JSON format when ``LOG_FORMAT=json`` (``default_app``)."""
 
     def json_handlers(logger: logging.Logger | None = None, **_: Any) -> None:
-        if logger is not None and app.settings.log_format == "json":
+        if logger is not None and log_format() == "json":
             logs.use_format("json", logger, context=running_task)
             logging.captureWarnings(True)  # Python's warnings as log lines too, not bare text on stderr
-            # Celery: ``celery.apps.worker.safe_say`` prints its shutdown notices (``worker: Warm shutdown``)
-            # from signal handlers; printed as JSON objects instead (a print: no logging lock in a handler).
-            celery_worker_app.safe_say = say_as_json
+            # Celery prints its shutdown notices (``worker: Warm shutdown``) from signal handlers; printed as
+            # JSON objects instead (a print: no logging lock in a handler).
+            upstream.print_shutdown_notices_with(say_as_json)
 
     for signal in (signals.after_setup_logger, signals.after_setup_task_logger):
         signal.connect(json_handlers, weak=False)
@@ -67,10 +64,10 @@ def say_as_json(message: str, f: Any = None) -> None:
     print(line, file=f or sys.__stderr__, flush=True)
 
 
-class Worker(CeleryWorker):
+class Worker(upstream.HookedWorker):
     """``celery.apps.worker.Worker`` whose banner is one log line in JSON mode (a log collector's lines)."""
 
-    def on_before_init(self, quiet: bool = False, **kwargs: Any) -> None:
+    def before_logging(self) -> None:
         """In JSON mode, what is logged or warned before Celery sets up logging (running as root) is JSON too."""
         try:
             json_mode = self.app.settings.log_format == "json"
@@ -81,11 +78,9 @@ class Worker(CeleryWorker):
             early.setFormatter(logs.JsonFormatter())
             logging.getLogger().addHandler(early)  # Celery replaces the root's handlers when it sets up
             logging.captureWarnings(True)
-        super().on_before_init(quiet=quiet, **kwargs)
 
-    def emit_banner(self) -> None:
-        if self.app.settings.log_format != "json":
-            super().emit_banner()
-            return
-        info = " ".join(line.strip() for line in self.startup_info(artlines=False).splitlines() if line.strip())
+    def banner_as_one_line(self) -> bool:
+        return bool(self.app.settings.log_format == "json")
+
+    def log_banner(self, info: str) -> None:
         log.info("%s", info)

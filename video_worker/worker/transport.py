@@ -9,7 +9,7 @@ out to its callback as ``[]`` (``kombu/asynchronous/aws/connection.py``
 was never polled again while the worker looked alive.
 
 ``Channel`` below catches every failure of a receive, logs it and polls that
-queue again after a backoff (``delivery.ReceiveBackoff``), resetting once a
+queue again after a backoff (``failure_policy.ReceiveBackoff``), resetting once a
 receive works. A message whose delivery to the consumer fails is logged and
 left alone: SQS makes it visible again after its visibility timeout.
 
@@ -35,11 +35,29 @@ from kombu.transport import SQS
 from vine import promise
 
 from video_worker.adapters import aws
-from video_worker.delivery import ReceiveBackoff
+from video_worker.failure_policy import ReceiveBackoff
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "video_worker.worker.transport:Transport"
+#: kombu's private members used by this module and ``monitoring/transport.py`` (``SQS.Channel``'s unless
+#: named otherwise) → the contract test that pins them (``tests/test_upstream_contracts.py``).
+MEMBERS: dict[str, str] = {
+    **dict.fromkeys(["_schedule_queue", "_on_messages_ready", "_loop1", "_get_bulk_async", "_message_to_python",
+                     "_new_boto_client", "_receive_message", "_delete_message", "_create_queue"],
+                    "test_kombu_names_the_hooks_the_transport_overrides"),
+    "_active_queues": "test_kombu_sqs_channel_state_the_transports_read",
+    "_new_queue": "test_kombu_sqs_channel_state_the_transports_read",
+    "_resolve_queue_url": "test_kombu_sqs_channel_state_the_transports_read",
+    "_queue_cache": "test_kombu_sqs_channel_state_the_transports_read",
+    "Connection._callbacks": "test_kombu_sqs_channel_state_the_transports_read",
+    "_exchange_is_fanout": "test_kombu_sqs_fanout_members_monitoring_uses",
+    "fanout.subscriptions.subscribe_queue": "test_kombu_sqs_fanout_members_monitoring_uses",
+    "state.queue_bindings": "test_kombu_sqs_fanout_members_monitoring_uses",
+    "_lookup": "test_kombu_virtual_lookup_and_put_monitoring_overrides",
+    "_put": "test_kombu_virtual_lookup_and_put_monitoring_overrides",
+    "AsyncAWSQueryConnection._on_list_ready": "test_kombu_async_client_turns_a_5xx_receive_into_an_empty_list",
+}
 #: How often a queue waiting for a free slot checks anyway (a prefetch count raised without an ack).
 SLOT_CHECK_SECONDS = 1.0
 
@@ -159,6 +177,11 @@ class Channel(SQS.Channel):
         delay = self._backoff(queue).failed(f"ReceiveMessage on {queue}", exc if exc is not None else "?")
         if self.connection is not None and self.hub is not None:
             self.hub.call_later(delay, self._schedule_queue, queue)
+
+
+def queue_url(channel: Any, name: str) -> str:
+    """The URL of broker queue ``name`` (``SQS.Channel._new_queue`` resolves, creates if missing, and caches it)."""
+    return str(channel._new_queue(name))
 
 
 class Transport(SQS.Transport):

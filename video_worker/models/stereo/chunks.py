@@ -23,7 +23,7 @@ def _keyframe_cuts(src: Path, seconds: float) -> list[tuple[int, Fraction]]:
         tb = Fraction(video.time_base or 1)
         index = 0
         for packet in inp.demux(video):
-            if packet.dts is None:
+            if packet.size == 0:  # the demuxer's end-of-stream packet (a real packet may have no DTS)
                 continue
             if packet.is_keyframe and packet.pts is not None and float(packet.pts * tb) >= next_cut - 1e-9:
                 cuts.append((index, packet.pts * tb))
@@ -50,14 +50,17 @@ def split_at_keyframes(src: Path, out_dir: Path, seconds: float, reset_timestamp
         first_packets = {i: n for n, (i, _) in enumerate(cuts)}
         segment, index = 0, 0
         for packet in inp.demux([video, *audio]):
-            if packet.dts is None or packet.pts is None:
+            if packet.size == 0:  # the demuxer's end-of-stream packet (a real packet may have no DTS)
                 continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
             if packet.stream.index == video.index:
                 segment = first_packets.get(index, segment)
                 index += 1
                 target = segment
+            elif stamp is None:  # an audio packet with no timestamp at all: with the video around it
+                target = segment
             else:
-                t = packet.pts * Fraction(packet.stream.time_base or 1)
+                t = stamp * Fraction(packet.stream.time_base or 1)
                 target = max(0, bisect_right(starts, t) - 1)
             _route(packet, outs[target], streams[target], starts[target] if reset_timestamps else None)
     return paths
@@ -84,7 +87,7 @@ def concat(segments: list[Path], dst: Path) -> Path:
     ):
         streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
         for packet in inp.demux(list(inp.streams)):
-            if packet.dts is None or packet.stream.index not in streams:
+            if packet.size == 0 or packet.stream.index not in streams:  # end of stream, or a stream not kept
                 continue
             packet.stream = streams[packet.stream.index]
             out.mux(packet)

@@ -91,8 +91,8 @@ class SegmentSink:
 
     def copy(self, packet: av.Packet[av.stream.Stream]) -> None:
         """Remux one audio packet unchanged (no decode, no re-encode)."""
-        if packet.dts is None:
-            return  # the demuxer's end-of-stream marker
+        if packet.size == 0:
+            return  # the demuxer's end-of-stream packet (PyAV's examples test its size: a real one may have no DTS)
         packet.stream = self._audio[packet.stream.index]
         self._out.mux(packet)
 

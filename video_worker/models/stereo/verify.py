@@ -52,7 +52,7 @@ def read_streams(path: Path) -> Streams:
             track = container.streams.audio[0]
             tb, aac = Fraction(track.time_base or 1), track.codec_context.name == "aac"
             audio = [(None if p.pts is None else p.pts * tb, _payload(bytes(p), aac))
-                     for p in container.demux(track) if p.dts is not None]
+                     for p in container.demux(track) if p.size > 0]
     return Streams(codec, pix_fmt, size, time_base, [p for p, _ in frames], bool(frames and frames[0][1]), audio,
                    full_range, tb)
 

@@ -1,4 +1,4 @@
-"""Keep the SQS messages of running and reserved tasks invisible, and no longer.
+"""Consumer bootstep ``VisibilityHeartbeat``: the SQS messages of running and reserved tasks stay invisible.
 
 The broker's visibility timeout (``BROKER_VISIBILITY_TIMEOUT``, default 120 s)
 is short, so a message held by a worker that dies (SIGKILL, spot reclaim)
@@ -22,11 +22,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import bootsteps
-from celery.worker import state
 
 from video_worker.adapters.aws import make_client
 from video_worker.adapters.sqs import SqsQueue
 from video_worker.errors import VideoWorkerError
+from video_worker.worker import transport, upstream
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,9 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
         worker's message stays hidden for the queue's timeout.
         """
         channel = parent.connection.default_channel
-        for queue in parent.app.amqp.queues.consume_from.values():
+        for queue in upstream.consumed_queues(parent.app):
             try:
-                # kombu: ``SQS.Channel._new_queue`` resolves (and caches) a queue's URL.
-                actual = SqsQueue(self._sqs, channel._new_queue(queue.name), queue.name).visibility_timeout()
+                actual = SqsQueue(self._sqs, transport.queue_url(channel, queue.name), queue.name).visibility_timeout()
             except Exception as exc:  # informative only
                 log.debug("could not read the visibility timeout of %s: %s", queue.name, exc)
                 continue
@@ -97,7 +96,7 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
 
     def beat(self) -> None:
         now = time.monotonic()
-        held = held_messages(list(state.requests.values()))
+        held = held_messages(upstream.held_requests())
         live = {task_id for entries in held.values() for task_id, _ in entries}
         for task_id in list(self._first_seen):
             if task_id not in live:

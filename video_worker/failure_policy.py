@@ -19,7 +19,7 @@ asks this module:
   while holding it) is dead-lettered (``too_many_deliveries``).
 
 Pure: no Celery, no boto3. ``tasks``, ``affinity``, ``consumer``,
-``receiving``, ``bridge`` and ``replay`` apply what it decides.
+``worker/transport.py``, ``bridge`` and ``replay`` apply what it decides.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from video_worker.errors import Undelivered, VideoWorkerError, WorkerLost, classify
-from video_worker.retry import RetryPolicy
+from video_worker.retry_policy import RetryPolicy
 
 log = logging.getLogger(__name__)
 
