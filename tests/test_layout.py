@@ -8,6 +8,7 @@ The layers themselves are import-linter contracts (``pyproject.toml``, run by
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import re
 import subprocess
@@ -133,12 +134,15 @@ def _layer(module: str) -> str:
 def _names_a_module(text: str) -> str | None:
     """The module a ``video_worker....`` string names (``module`` or ``module:attribute``), if it is one."""
     module = text.split(":", 1)[0]
-    for candidate in (module, module.rsplit(".", 1)[0]):
-        try:
-            if importlib.util.find_spec(candidate) is not None:
-                return candidate if candidate == module or ":" not in text else None
-        except ModuleNotFoundError:
-            continue
+    with contextlib.suppress(ModuleNotFoundError):
+        if importlib.util.find_spec(module) is not None:
+            return module
+    parent, _, attribute = module.rpartition(".")
+    if ":" in text or not parent:
+        return None
+    with contextlib.suppress(ModuleNotFoundError):  # "package.module.attribute": only if it has that attribute
+        if importlib.util.find_spec(parent) is not None and hasattr(importlib.import_module(parent), attribute):
+            return parent
     return None
 
 

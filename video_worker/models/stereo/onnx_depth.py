@@ -256,10 +256,10 @@ class OnnxDepth:
         for m in SUGGEST_MULTIPLES:
             if m == self.multiple and self._declared is None:
                 continue
-            trial = copy.copy(self)
-            trial._width, trial._height, trial.multiple = *self._fixed, m
+            fixed_w, fixed_h = self._fixed
+            size = (fixed_w or max(m, round(w / m) * m), fixed_h or max(m, round(h / m) * m))
             try:
-                trial._run_all(trial._prepare(frames))
+                self._run_all(self._prepare(frames, size))
             except Exception:
                 continue
             if self._declared is not None:
@@ -297,9 +297,10 @@ class OnnxDepth:
             out[i] = self._normalise(resized)
         return out
 
-    def _prepare(self, frames: Frames) -> npt.NDArray[np.float32]:
+    def _prepare(self, frames: Frames, size: tuple[int, int] | None = None) -> npt.NDArray[np.float32]:
+        """The network's input blob for ``frames``, resized to ``size`` (default: ``input_size``)."""
         n, h, w = frames.shape[:3]
-        nw, nh = self.input_size(w, h)
+        nw, nh = size or self.input_size(w, h)
         blob = np.empty((n, nh, nw, 3) if self._nhwc else (n, 3, nh, nw), np.float32)
         imagenet = self.normalize == "imagenet"
         for i in range(n):
