@@ -75,8 +75,12 @@ def test_flower_shows_the_worker_and_every_task_with_its_final_state(aws: Aws, p
     assert ok["video_worker.download"]["sent"], "task-sent events come from the publisher"
 
     # A transient failure, retried, then succeeded; a rejected segment: FAILURE with its exception.
+    # Events reach Flower in batches from more than one dispatcher (prefork: the pool child and the main process),
+    # so the final SUCCESS may be shown before the retry's own events: wait for the whole expected state.
     flaky = wait_until(lambda: (t := flower.tasks_of("flaky-mon")) and len(t) == 4
-                       and all(x["state"] == "SUCCESS" for x in t.values()) and t, 30, "flaky chain done")
+                       and all(x["state"] == "SUCCESS" for x in t.values())
+                       and t["video_worker.infer"]["retries"] == 1 and t["video_worker.infer"]["retried"] and t, 30,
+                       "flaky chain done, its retry shown")
     assert flaky["video_worker.infer"]["retries"] == 1 and flaky["video_worker.infer"]["retried"]
     rejected = wait_until(lambda: (t := flower.tasks_of("reject-mon").get("video_worker.infer"))
                           and t["state"] == "FAILURE" and t, 30, "rejected infer")
