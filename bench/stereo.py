@@ -37,8 +37,10 @@ from bench.stereo_alone import AloneRun, alone
 from bench.workloads import Memory, Outcome, _guarded, failure, one_segment_memory
 from video_worker.keys import build_output_segment_key
 from video_worker.models.stereo.timing import ConversionReport
+from video_worker.segments import Mode
 
-SEGMENT_SECONDS, FPS, SIZE, MODE = 2.0, 25, (640, 360), "sbs"
+SEGMENT_SECONDS, FPS, SIZE = 2.0, 25, (640, 360)
+MODE: Mode = "sbs"
 _FINGERPRINT = re.compile(r"model stereo ready in process \d+ \(fingerprint (\w+)\)")
 
 
@@ -49,8 +51,8 @@ class StereoPlan:
     alone_passes: int = 2  # model-alone runs around the worker's (1: before it only)
     speed_rounds: int = 3
     speed_sizes: tuple[tuple[int, int], ...] = ((640, 360), (1280, 720))
-    speed_modes: tuple[str, ...] = ("sbs", "anaglyph")
-    speed_pinned: tuple[tuple[int, int, str], ...] = ((640, 360, "sbs"),)  # also with OpenCV on 1 thread
+    speed_modes: tuple[Mode, ...] = ("sbs", "anaglyph")
+    speed_pinned: tuple[tuple[int, int, Mode], ...] = ((640, 360, "sbs"),)  # also with OpenCV on 1 thread
     grid: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (2, 2))  # (INFER_CONCURRENCY, ENCODER_THREADS)
     grid_segments: int = 8
 
