@@ -34,7 +34,7 @@ from bench import logs, procs
 from bench.procs import Child
 from bench.stack import NO_OVERRIDES, Overrides, Stack, stack
 from bench.stereo_alone import AloneRun, alone
-from bench.workloads import Memory, Outcome, _guarded, failure, one_segment_memory
+from bench.workloads import Memory, Outcome, failure, measured_or_failed, one_segment_memory
 from video_worker.keys import build_output_segment_key
 from video_worker.models.stereo.timing import ConversionReport
 from video_worker.segments import Mode
@@ -228,7 +228,7 @@ def grid(root: Path, plan: StereoPlan, segments: list[Path], round_trip: float, 
     out = []
     for ic, threads in plan.grid:
         log(f"stereo: INFER_CONCURRENCY={ic}, STEREO_ENCODER_THREADS={threads}")
-        out.append(_guarded(functools.partial(
+        out.append(measured_or_failed(functools.partial(
             worker_run, root, f"stereo-grid-{ic}-{threads}", segments, round_trip=round_trip, infer_concurrency=ic,
             encoder_threads=threads, expected=expected, overrides=overrides), Pipeline(len(segments), ic, threads)))
     return out
@@ -308,7 +308,7 @@ def run_stereo(plan: StereoPlan, root: Path, round_trip: float, overrides: Overr
             return res
     n, k = plan.pipeline_segments, plan.grid_segments
     with part("pipeline", f"model alone vs the worker on {n} segments"):
-        res.pipeline = _guarded(functools.partial(pipeline, work, segments[:n], plan.alone_passes, round_trip,
+        res.pipeline = measured_or_failed(functools.partial(pipeline, work, segments[:n], plan.alone_passes, round_trip,
                                                   overrides), Pipeline(n))
     cases = len(plan.speed_sizes) * len(plan.speed_modes) + len(plan.speed_pinned)
     with part("speed", f"frames/s per core, {cases} cases x "
@@ -318,7 +318,7 @@ def run_stereo(plan: StereoPlan, root: Path, round_trip: float, overrides: Overr
     with part("grid", f"INFER_CONCURRENCY x STEREO_ENCODER_THREADS on {k} segments"):
         res.grid = grid(work, plan, segments[:k], round_trip, overrides, expected, log)
     with part("memory", f"memory: one {SEGMENT_SECONDS:g} s and one {plan.clip_seconds:g} s segment"):
-        res.memory = [_guarded(functools.partial(stereo_memory, work, path, seconds, overrides),
+        res.memory = [measured_or_failed(functools.partial(stereo_memory, work, path, seconds, overrides),
                                StereoMemory(path.stat().st_size, video_seconds=seconds))
                       for path, seconds in ((segments[0], SEGMENT_SECONDS), (clip, plan.clip_seconds))]
     return res

@@ -174,6 +174,33 @@ def test_overriding_an_upstream_member_by_its_public_looking_name_is_caught() ->
                                            "line 8: Control overrides celery.app.control.Control.Mailbox"]
 
 
+BENCH = PACKAGE.parent / "bench"
+
+
+def _imported_modules(source: str) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``source``, ``TYPE_CHECKING`` and function-level ones included."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(BENCH.rglob("*.py")), ids=lambda p: str(p.relative_to(BENCH.parent)))
+def test_the_benchmarks_import_nothing_from_the_tests(path: Path) -> None:
+    """What the benchmarks share with the tests (the AWS proxy) lives in ``bench/``; tests may import it."""
+    found = [f"line {line}: imports {module}" for line, module in _imported_modules(path.read_text(encoding="utf-8"))
+             if module == "tests" or module.startswith("tests.")]
+    assert found == []
+
+
+def test_an_import_from_the_tests_is_caught_wherever_it_is() -> None:
+    source = "import tests.support.stack\ndef f():\n    from tests.support.awsproxy import AwsProxy\n"
+    assert _imported_modules(source) == [(1, "tests.support.stack"), (3, "tests.support.awsproxy")]
+
+
 #: The layers of ``pyproject.toml``'s layers contract, top first; anything else is the core.
 LAYERS = ("ops", "celery_app", "monitoring", "worker", "bridge", "adapters", "models")
 #: Strings that name a module of another layer on purpose: the model registry names the built-in models by
