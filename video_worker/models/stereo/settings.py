@@ -15,10 +15,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from video_worker.errors import ConfigError
+from video_worker.inference import is_import_path
 
 MODEL_VERSION = "stereo-dibr-2"
 """Bumped whenever a code change alters output bytes for the same settings."""
 
+BUILTIN_ESTIMATORS = ("hybrid", "heuristic", "onnx")
+"""``STEREO_DEPTH`` values that name a shipped estimator (anything else is a ``package.module:factory`` path)."""
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
 
@@ -34,9 +37,10 @@ class StereoSettings(BaseSettings):
     """Normalised depth (0 far .. 1 near) that lands on the screen plane (zero disparity)."""
     depth_width: int = Field(192, validation_alias="STEREO_DEPTH_WIDTH")
     """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio)."""
-    depth: Literal["hybrid", "heuristic", "onnx"] = Field("hybrid", validation_alias="STEREO_DEPTH")
+    depth: str = Field("hybrid", validation_alias="STEREO_DEPTH")
     """``hybrid``: a network (FastDepth, shipped, or ``STEREO_DEPTH_MODEL``) fused with the position prior and
-    motion parallax; ``heuristic``: monocular cues only; ``onnx``: the network of ``STEREO_DEPTH_MODEL`` alone."""
+    motion parallax; ``heuristic``: monocular cues only; ``onnx``: the network of ``STEREO_DEPTH_MODEL`` alone;
+    ``package.module:factory``: an estimator of your own (``depth.DepthEstimator``), built by the factory."""
     depth_model: Path | None = Field(None, validation_alias="STEREO_DEPTH_MODEL")
     depth_normalize: Literal["imagenet", "unit"] | None = Field(None, validation_alias="STEREO_DEPTH_NORMALIZE")
     """ONNX network input scaling: ImageNet mean/std or plain 0..1; None = the model's metadata, else imagenet."""
@@ -59,9 +63,19 @@ class StereoSettings(BaseSettings):
     """x264 frame threads (also used for decoding); a fixed number because x264's bitstream depends on it."""
     max_frame_pixels: int = Field(3840 * 2160, validation_alias="MAX_FRAME_PIXELS")
     """Larger inputs are rejected from the header; 4K UHD by default (peak memory in README, stereo section)."""
+    pipeline: bool = Field(True, validation_alias="STEREO_PIPELINE")
+    """Decode, depth, render and encode overlap in threads (on); off: one after another in the calling thread.
+    Does not change the output bytes."""
     context_frames: int = Field(24, validation_alias="STEREO_CONTEXT_FRAMES")
     """Frames of the previous segment the estimator runs over before a segment, so depth does not jump at the
     cut (0: none). Its temporal state forgets 30 % a frame: 24 frames leave 0.02 % of where it started."""
+
+    @field_validator("depth")
+    @classmethod
+    def _depth(cls, v: str) -> str:
+        if v not in BUILTIN_ESTIMATORS and not is_import_path(v):
+            raise ValueError(f"must be {', '.join(BUILTIN_ESTIMATORS)} or a package.module:factory path")
+        return v
 
     @field_validator("divergence")
     @classmethod
