@@ -159,15 +159,25 @@ def measure(root: Path, seconds: float, sizes: tuple[str, ...], speed_seconds: f
     return res
 
 
-def rule(res: Results) -> tuple[float, str]:
-    """Cores one pipelined conversion keeps busy (u = c / its slowest CPU stage) and the rule drawn from it."""
-    cpu_stages = {k: v for k, v in res.stage_ms_per_frame.items() if k in ("decode", "render", "encode")}
-    slowest = max(cpu_stages.values())
-    u = res.cpu_ms_per_frame / slowest
-    return u, (f"one pipelined conversion can keep at most u = c / (slowest CPU stage) = {res.cpu_ms_per_frame:.1f} / "
-               f"{slowest:.1f} = {u:.1f} cores busy and the device at most busy for d / (slowest CPU stage) of the "
-               "time; so a host with P cores and a device at d per frame needs K = ceil(max(P / u, slowest stage "
-               "/ d)) + 1 conversions (the + 1 covers a conversion's start and end, when its pipeline is not full)")
+def conversions_needed(cores: int, c: float, slowest: float, d: float) -> int:
+    """Conversions a host with ``cores`` should run at once: a pipelined conversion goes at the pace of its slowest
+    stage (``slowest`` seconds a frame) and keeps ``c / slowest`` cores busy, so filling the cores takes
+    ``cores * slowest / c`` of them and feeding a device at ``d`` a frame ``slowest / d``; whichever binds first,
+    plus one for the start and end of each segment (its pipeline not full)."""
+    return math.ceil(max(cores * slowest / c, slowest / d if d > 0 else 0.0)) + 1
+
+
+def rule(res: Results, cores: int) -> str:
+    """The rule for K, drawn from the figures, with its value at each device cost measured."""
+    c = res.cpu_ms_per_frame
+    slowest_name, s = max(((k, v) for k, v in res.stage_ms_per_frame.items() if k != "depth"), key=lambda kv: kv[1])
+    ks = ", ".join(f"d = {ratio:g} c: K = {conversions_needed(cores, c, s, ratio * c)}" for ratio in res.concurrent)
+    return (f"Rule: a pipelined conversion goes at the pace of its slowest CPU stage s ({slowest_name} here, "
+            f"s = {s:.1f} ms a frame of c = {c:.1f} ms, so it keeps c / s = {c / s:.1f} cores busy). A host with P "
+            "cores and a device at d a frame should run **K = ceil(max(P s / c, s / d)) + 1** conversions at once: "
+            "enough to fill the cores or to feed the device, whichever binds first, plus one for the start and end "
+            f"of each segment, when its pipeline is not full. Here P = {cores}: {ks}. More conversions than that "
+            "do not lower the throughput (see K = 4) but each holds its own batches in memory.")
 
 
 def report(res: Results, command: str) -> str:
@@ -212,9 +222,7 @@ def report(res: Results, command: str) -> str:
         bound = min(cores / (c / 1e3), 1 / d)
         lines.append(f"| {ratio:g} c = {ratio * c:.1f} ms | " + " | ".join(
             f"{b.fps:.0f} / {b.device_share:.0%}" for b in runs) + f" | {bound:.0f} frames/s |")
-    u, text = rule(res)
-    lines += ["", f"Rule: {text}. Here P = {cores}, u = {u:.1f}: K = {math.ceil(max(cores / u, 1)) + 1} "
-              "when the CPU is the bottleneck."]
+    lines += ["", rule(res, cores)]
     return "\n".join(lines)
 
 

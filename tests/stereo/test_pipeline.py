@@ -111,7 +111,7 @@ def test_progress_is_reported_per_frame_and_batch(segments: tuple[Path, Path], t
                 progress=lambda: calls.append(threading.current_thread().name))
     # 30 frames decoded, 8 batches of depth (4 x 7 + 2), 2 batches of context, 30 frames encoded
     assert len(calls) == 30 + 8 + 2 + 30
-    assert calls.count("stereo-source") == 30 and calls.count("stereo-encode") == 30
+    assert calls.count("stereo-decode") == 30 and calls.count("stereo-encode") == 30
     assert calls.count("stereo-depth") == 10
 
 

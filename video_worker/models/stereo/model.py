@@ -43,6 +43,10 @@ MODES: tuple[Mode, ...] = ("anaglyph", "sbs")
 class StereoModel:
     """``infer(src, dst, mode)`` for the host's model interface; build once per process, then call per segment.
 
+    A conversion runs in four threads (``STEREO_PIPELINE``, on by default): decode (with orientation, tone mapping
+    and the working-size RGB), depth (batches through the estimator), render (DIBR + compose), encode (and the
+    audio remux), with at most ``IN_FLIGHT`` batches between them; the output bytes are those of the serial loop.
+
     Safe to call from several threads: each thread converts with its own ``fork()`` of the estimator (fresh
     per-segment state, shared weights); an estimator without ``fork`` is used by one conversion at a time.
 
@@ -124,7 +128,8 @@ class StereoModel:
                 source = partial(run.decode, inp, video)
                 stages: list[Stage[_Batch]] = [Stage("depth", run.depth, start=run.prime), Stage("render", run.render),
                                                Stage("encode", run.encode, finish=run.finish)]
-                clocks = Pipeline(source, stages, in_flight=IN_FLIGHT, name="stereo").run(threaded=s.pipeline)
+                pipeline = Pipeline(source, stages, in_flight=IN_FLIGHT, name="stereo", source_name="decode")
+                clocks = pipeline.run(threaded=s.pipeline)
         return ConversionReport.build(run.count, clock, clocks, mode=mode, input_size=(header.width, header.height),
                                       output_size=composer.size, fingerprint=self.fingerprint,
                                       context_frames=run.primed, context_decoded=run.context_decoded,
@@ -132,7 +137,7 @@ class StereoModel:
 
 
 IN_FLIGHT = 4
-"""Batches in the pipeline at once (one per stage): bounds its memory; more would not keep the stages busier."""
+"""Batches in the pipeline at once, one per stage (each has one at hand while the slowest works): bounds memory."""
 
 
 def _nothing() -> None:

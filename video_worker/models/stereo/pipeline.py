@@ -95,14 +95,17 @@ class _Flow(Generic[T]):
 
 
 class Pipeline(Generic[T]):
-    """``source(clock)`` yields batches; each goes through ``stages`` in order; ``run`` returns the stages' clocks.
+    """``source(clock)`` yields batches; each goes through ``stages`` in order; ``run`` returns the clocks of the
+    threads (the source's first; one clock when serial). Threads are named ``{name}-{source_name}``,
+    ``{name}-{stage.name}``.
 
     ``threaded=False`` runs everything in the caller's thread, batch by batch (the serial converter).
     """
 
     def __init__(self, source: Callable[[PhaseClock], Iterator[T]], stages: list[Stage[T]], *,
-                 in_flight: int = 4, name: str = "pipeline") -> None:
+                 in_flight: int = 4, name: str = "pipeline", source_name: str = "source") -> None:
         self.source, self.stages, self.in_flight, self.name = source, stages, max(1, in_flight), name
+        self.source_name = source_name
 
     def run(self, threaded: bool = True) -> list[PhaseClock]:
         return self._threaded() if threaded else self._serial()
@@ -139,7 +142,7 @@ class Pipeline(Generic[T]):
                 flow.stop_below(position)  # what comes after it finishes the batches it has (as a serial loop)
 
         bodies = [partial(self._make, flow)] + [partial(self._stage, flow, i) for i in range(len(self.stages))]
-        names = ["source"] + [stage.name for stage in self.stages]
+        names = [self.source_name] + [stage.name for stage in self.stages]
         threads = [threading.Thread(target=guarded, args=(position, body), name=f"{self.name}-{names[position]}")
                    for position, body in enumerate(bodies)]
         try:
