@@ -63,7 +63,8 @@ class ConversionReport:
     """Frames of the previous segment decoded for them (from the keyframe before them)."""
     pipelined: bool = False
     """The phases ran overlapped in threads: ``phases`` is then each phase's busy time (they add up to more than
-    ``seconds``), ``phases_cpu`` the CPU time of the threads that ran it."""
+    ``seconds``), ``phases_cpu`` the CPU time of the thread that ran it (worker threads a library starts, such as
+    OpenCV's, are counted in ``cpu_seconds`` only)."""
 
     @classmethod
     def build(cls, frames: int, clock: PhaseClock, phase_clocks: list[PhaseClock] | None = None,
