@@ -31,7 +31,6 @@ class Composer:
             self._warpers = [*self._full_view(-1, width, height), *self._full_view(+1, width, height)]
             self._mixer = AnaglyphMixer(width, height, colorspace, full_range)
             self._left = av.VideoFrame(width, height, "yuv420p")
-        self._frame = av.VideoFrame(self.size[0], self.size[1], "yuv420p")
         self._shift = ShiftCache()
 
     @staticmethod
@@ -50,11 +49,13 @@ class Composer:
                 PlaneWarper(views[0], width, height // 2, 2, 0, split),
                 PlaneWarper(views[1], width, height // 2, 2, split, cw)]
 
-    def render(self, src: av.VideoFrame, shift: F32) -> av.VideoFrame:
-        """The output frame for ``src`` and its ``shift`` (one reused object: encode it before the next call)."""
+    def render(self, src: av.VideoFrame, shift: F32, into: av.VideoFrame | None = None) -> av.VideoFrame:
+        """The output frame for ``src`` and its ``shift``: ``into`` (an earlier output the encoder is done with)
+        or a new frame."""
+        frame = into if into is not None else av.VideoFrame(self.size[0], self.size[1], "yuv420p")
         self._shift.set(shift)
-        self._frame.make_writable()
-        out = yuv_views(self._frame)
+        frame.make_writable()
+        out = yuv_views(frame)
         planes = yuv_views(src)
         if self._mixer is None:
             for warper in self._warpers:
@@ -67,9 +68,9 @@ class Composer:
             for warper in self._warpers[2:]:
                 warper.warp(self._shift.at(warper.size), planes, out)
             self._mixer.mix(left, out, out)
-        self._frame.pts = src.pts
-        self._frame.duration = src.duration
-        return self._frame
+        frame.pts = src.pts
+        frame.duration = src.duration
+        return frame
 
 
 def rgb_of(frame: av.VideoFrame) -> np.ndarray:

@@ -15,13 +15,23 @@ Depths = npt.NDArray[np.float32]
 
 @runtime_checkable
 class DepthEstimator(Protocol):
-    """Estimates depth for batches of consecutive frames of one segment.
+    """Estimates depth for batches of consecutive frames of one segment: the interface of a GPU network.
 
-    ``estimate`` is called with the segment's frames in order, in batches of ``STEREO_BATCH`` (the last one may be
-    shorter); the result for a frame must not depend on how the frames were batched (temporal state is carried per
-    frame). ``reset`` is called before each segment. ``version`` names everything that changes the output (weights,
-    provider) and goes into the fingerprint. Optionally ``fork()`` returns a twin with fresh state that shares heavy
-    resources; ``StereoModel`` then gives each converting thread its own twin (else it serialises conversions).
+    Plug one in with ``STEREO_DEPTH=package.module:factory``: the factory (given the ``StereoSettings`` when it
+    takes an argument) returns an object with:
+
+    - ``estimate(frames) -> depths``: a batch in, a batch out. ``frames`` is ``Frames`` (N consecutive RGB frames
+      at the working size, ``STEREO_DEPTH_WIDTH`` wide; N = ``STEREO_BATCH``, the last batch may be shorter), the
+      result ``Depths`` of the same N, height and width (resize on the device). The result for a frame must not
+      depend on how the frames were batched (temporal state is carried per frame). The converter calls it from
+      its depth thread while other threads decode, render and encode, so a device call that releases the GIL
+      (CUDA, TensorRT, a network client) keeps the device busy.
+    - ``reset()``: called before each segment (forget temporal state, e.g. a normalisation range).
+    - ``version``: names everything that changes the output (weights, precision, provider); it enters the
+      fingerprint, so outputs of another version are never taken for this one's.
+    - optionally ``fork()``: a twin with fresh per-segment state that shares the heavy resources (the network in
+      device memory); ``StereoModel`` gives each converting thread its own twin, so concurrent segments in one
+      process share one loaded network. Without it conversions take turns.
     """
 
     @property

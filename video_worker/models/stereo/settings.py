@@ -15,10 +15,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from video_worker.errors import ConfigError
+from video_worker.inference import is_import_path
 
 MODEL_VERSION = "stereo-dibr-2"
 """Bumped whenever a code change alters output bytes for the same settings."""
 
+BUILTIN_ESTIMATORS = ("hybrid", "heuristic", "onnx")
+"""``STEREO_DEPTH`` values that name a shipped estimator (anything else is a ``package.module:factory`` path)."""
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
 
@@ -41,9 +44,10 @@ class StereoSettings(BaseSettings):
     depth_width: int = Field(192, validation_alias="STEREO_DEPTH_WIDTH")
     """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio); 518
     for Depth-Anything."""
-    depth: Literal["hybrid", "heuristic", "onnx"] = Field("hybrid", validation_alias="STEREO_DEPTH")
+    depth: str = Field("hybrid", validation_alias="STEREO_DEPTH")
     """``hybrid``: a network (FastDepth, shipped, or ``STEREO_DEPTH_MODEL``) fused with the position prior and
-    motion parallax; ``heuristic``: monocular cues only; ``onnx``: the network of ``STEREO_DEPTH_MODEL`` alone."""
+    motion parallax; ``heuristic``: monocular cues only; ``onnx``: the network of ``STEREO_DEPTH_MODEL`` alone;
+    ``package.module:factory``: an estimator of your own (``depth.DepthEstimator``), built by the factory."""
     depth_model: Path | None = Field(None, validation_alias="STEREO_DEPTH_MODEL")
     """The ``.onnx`` file: the network of ``STEREO_DEPTH=onnx``; with ``hybrid``, a network used instead of the
     shipped FastDepth."""
@@ -74,9 +78,19 @@ class StereoSettings(BaseSettings):
     max_frame_pixels: int = Field(3840 * 2160, validation_alias="MAX_FRAME_PIXELS")
     """Larger inputs are rejected from the header, before decoding; 3840x2160 (4K UHD) by default
     (peak memory: docs/stereo.md, "4K")."""
+    pipeline: bool = Field(True, validation_alias="STEREO_PIPELINE")
+    """Decode, depth, render and encode overlap in threads (on); off: one after another in the calling thread.
+    Does not change the output bytes."""
     context_frames: int = Field(24, validation_alias="STEREO_CONTEXT_FRAMES")
     """Frames of the previous segment the estimator runs over before a segment, so depth does not jump at the
     cut (0: none). Its temporal state forgets 30 % a frame: 24 frames leave 0.02 % of where it started."""
+
+    @field_validator("depth")
+    @classmethod
+    def _depth(cls, v: str) -> str:
+        if v not in BUILTIN_ESTIMATORS and not is_import_path(v):
+            raise ValueError(f"must be {', '.join(BUILTIN_ESTIMATORS)} or a package.module:factory path")
+        return v
 
     @field_validator("divergence")
     @classmethod
