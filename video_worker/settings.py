@@ -96,7 +96,10 @@ class Settings(BaseSettings):
     scratch_max_age_seconds: int = Field(
         3 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS"
     )
-    model: str = Field("passthrough", min_length=1, validation_alias="MODEL")
+    # The converter by default: a worker deployed for 2D->3D that silently copied 2D bytes to the 3D output keys
+    # would be the worst surprise. A bare install (no stereo extra) stops at start-up with one line naming the
+    # extra; MODEL=passthrough (copy the segment unchanged) is there to test the plumbing without it.
+    model: str = Field("stereo", min_length=1, validation_alias="MODEL")
     # MODEL=simulated: busy seconds per segment (a stand-in for a GPU model in benchmarks).
     simulated_infer_seconds: float = Field(1.0, ge=0, le=3600, validation_alias="SIMULATED_INFER_SECONDS")
     # One process per host, a few task slots: one segment on the accelerator while the

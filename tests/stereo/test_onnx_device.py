@@ -198,3 +198,29 @@ def test_the_fingerprint_names_the_device_and_precision_but_not_on_cpu() -> None
     assert prints["cuda"] == prints["other_gpu"]  # which GPU and how much memory do not shape the output
     assert len({prints["cpu"], prints["cuda"], prints["fp16"]}) == 3
     assert "device" not in load_settings({"STEREO_DEPTH": "heuristic", "STEREO_DEVICE": "cuda"}).output_fields()
+
+
+def test_warm_up_runs_one_batch_of_the_working_size(tmp_path: Path) -> None:
+    est = OnnxDepth(mean_resize_model(tmp_path / "m.onnx"), dry_run=False)
+    seen: list[tuple[int, ...]] = []
+    session = est._runner.session
+
+    class Recording:
+        def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            seen.append(next(iter(feeds.values())).shape)
+            return list(session.run(names, feeds))
+
+    est._runner.session = Recording()
+    est.warm_up(320, 4)
+    assert seen == [(4, 3, 182, 322)]  # 320x180 (16:9) in multiples of 14, all four frames in one run
+
+
+def test_the_worker_start_up_check_names_a_missing_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check_model`` runs in the worker's main process before any model process starts."""
+    from video_worker.inference import check_model
+
+    monkeypatch.setenv("STEREO_DEVICE", "cuda:1")
+    with pytest.raises(ConfigError, match=r"^STEREO_DEVICE=cuda:1: onnxruntime .* has no CUDA execution provider"):
+        check_model("stereo")
+    monkeypatch.setenv("STEREO_DEPTH", "heuristic")  # no network: nothing to run on the GPU
+    check_model("stereo")

@@ -102,12 +102,14 @@ class OnnxDepth:
 
     ``normalize``, ``output``, ``input_size`` (w, h) and ``multiple`` are the ``STEREO_DEPTH_*`` settings: None takes
     the model's metadata, else the default. ``work_width`` is ``STEREO_DEPTH_WIDTH``, the dry run's frame width.
+    ``device``: where it runs (``ort_device``); on a GPU a batch of ``warm_batch`` frames ``warm_width`` wide (else
+    ``work_width``) is run once at the end, so the first segment does not pay for the start-up.
     """
 
     def __init__(self, model: Path, threads: int = 1, providers: list[str] | None = None, *,
                  normalize: str | None = None, output: str | None = None, input_size: tuple[int, int] | None = None,
                  multiple: int | None = None, work_width: int = 192, dry_run: bool = True,
-                 device: DeviceOptions | None = None, warm_batch: int = 0) -> None:
+                 device: DeviceOptions | None = None, warm_batch: int = 0, warm_width: int | None = None) -> None:
         import onnxruntime as ort
 
         self._ort = ort
@@ -181,7 +183,7 @@ class OnnxDepth:
         if dry_run:
             self.dry_run(work_width)
         if warm_batch and self.device.on_gpu:
-            self.warm_up(work_width, warm_batch)
+            self.warm_up(warm_width or work_width, warm_batch)
 
     def warm_up(self, work_width: int, batch: int) -> None:
         """One batch of ``batch`` dummy frames of the working width (16:9) through the network, so the first

@@ -16,7 +16,7 @@ from typing import Any
 
 from video_worker.errors import ConfigError
 
-from .settings import StereoSettings
+from .settings import StereoSettings, load_settings
 
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GIB = 1 << 30
@@ -114,3 +114,15 @@ def preload_gpu_libraries(ort: Any) -> None:
     if callable(preload):
         with contextlib.suppress(OSError):  # one it found but could not load: the session's check says what
             preload()
+
+
+def check_settings() -> StereoSettings:
+    """The worker's start-up check of ``MODEL=stereo``, before any process builds it: the ``STEREO_*`` settings
+    and, for a GPU, that this onnxruntime has the providers asked for (``ConfigError``, one line)."""
+    settings = load_settings()
+    options = DeviceOptions.from_settings(settings)
+    if options.on_gpu and settings.depth != "heuristic":
+        import onnxruntime as ort
+
+        options.providers(ort.get_available_providers(), ort.__version__)
+    return settings
