@@ -9,9 +9,13 @@
 #   CPU:  docker build -t video-worker .                   (the last stage, "cpu")
 #   GPU:  docker build --target gpu -t video-worker:gpu .  (run with --gpus all; an NVIDIA driver for CUDA 12 on the
 #         host): onnxruntime-gpu instead of onnxruntime, CUDA 12 and cuDNN 9 from the base image, STEREO_DEVICE=cuda.
+# onnxruntime-gpu from PyPI is built for CUDA 12 up to 1.26 and for CUDA 13 from 1.27 (NVIDIA driver 580 or newer):
+# for CUDA 13, --build-arg CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 --build-arg ORT_GPU=onnxruntime-gpu
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+ARG ORT_GPU="onnxruntime-gpu>=1.20,<1.27"
 
 FROM ${CUDA_IMAGE} AS gpu
+ARG ORT_GPU
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -29,7 +33,7 @@ COPY video_worker ./video_worker
 # one may be present.
 RUN pip install '.[stereo]' \
     && pip uninstall -y onnxruntime \
-    && pip install 'onnxruntime-gpu>=1.20' \
+    && pip install "$ORT_GPU" \
     && useradd --create-home --uid 10001 worker \
     && mkdir -p /scratch && chown worker /scratch
 # One model process per worker: it holds the network in GPU memory (STEREO_* settings in the README).

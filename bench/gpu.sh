@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU benchmark on a fresh NVIDIA host (a driver for CUDA 12; nothing else prepared): a virtual environment with
-# the project (the converter and the AWS emulator), onnxruntime-gpu with CUDA 12 and cuDNN 9 as pip packages
-# (its [cuda,cudnn] extras; onnxruntime.preload_dlls() loads them), the NVML bindings and onnx (to generate the
-# Depth-Anything-shaped network); then `python -m bench.gpu` with this script's arguments, e.g.
+# The GPU benchmark on a fresh NVIDIA host (an NVIDIA driver; nothing else prepared): a virtual environment with
+# the project (the converter and the AWS emulator), onnxruntime-gpu with CUDA and cuDNN as pip packages (its
+# [cuda,cudnn] extras, for the CUDA the driver runs; onnxruntime.preload_dlls() loads them), the NVML bindings
+# and onnx (to generate the Depth-Anything-shaped network); then `python -m bench.gpu` with this script's
+# arguments, e.g.
 #   bash bench/gpu.sh                            # FastDepth copied next to this script, else the package's copy
 #   bash bench/gpu.sh --network path/to/net.onnx --json gpu.json
 #   bash bench/gpu.sh --dry-run                  # the CPU dry run (any machine)
-# A few minutes: the install (about 3 GB of wheels, mostly CUDA libraries), then the runs (bench/gpu.py).
+# A few minutes: the install (a few GB of wheels, mostly CUDA libraries), then the runs (bench/gpu.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${GPU_BENCH_VENV:-.venv-gpu}
@@ -33,8 +34,16 @@ for arg in "$@"; do
 done
 if [ "$dry_run" = no ]; then
     # onnxruntime-gpu replaces the stereo extra's onnxruntime: both install the "onnxruntime" package.
-    "$venv/bin/python" -m pip uninstall --quiet -y onnxruntime
-    "$venv/bin/python" -m pip install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.21'
+    # onnxruntime-gpu is built for CUDA 13 from 1.27 (an NVIDIA driver of the 580 series or newer), for CUDA 12
+    # before: the driver decides.
+    driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2> /dev/null | head -n 1 || true)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    if [ -n "$driver" ] && [ "${driver%%.*}" -ge 580 ]; then
+        ort='onnxruntime-gpu[cuda,cudnn]>=1.27'
+    else
+        ort='onnxruntime-gpu[cuda,cudnn]>=1.21,<1.27'
+    fi
+    "$venv/bin/python" -m pip uninstall --quiet -y onnxruntime
+    "$venv/bin/python" -m pip install --quiet "$ort"
 fi
 exec "$venv/bin/python" -m bench.gpu "$@"

@@ -21,8 +21,10 @@ from .settings import StereoSettings, load_settings
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GIB = 1 << 30
 DEFAULT_TRT_CACHE = Path("~/.cache/video-worker/tensorrt")
-INSTALL_GPU = "pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu[cuda,cudnn]'"
-"""The GPU build from PyPI (CUDA 12, cuDNN 9); its extras bring the CUDA and cuDNN libraries as pip packages."""
+INSTALL_GPU = ("pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA 13, NVIDIA driver "
+               "580+; for CUDA 12: 'onnxruntime-gpu[cuda,cudnn]<1.27')")
+"""The GPU build from PyPI; its extras bring the CUDA and cuDNN libraries as pip packages. Up to 1.26 it is built
+for CUDA 12, from 1.27 for CUDA 13 (which needs an NVIDIA driver of the 580 series or newer)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,8 @@ class DeviceOptions:
             return
         if CUDA not in started:
             raise ConfigError(f"STEREO_DEVICE={self.device}: onnxruntime-gpu could not start CUDA on GPU "
-                              f"{self.device_id} (no NVIDIA driver or no such GPU, or the CUDA 12 / cuDNN 9 "
-                              f"libraries are missing: {INSTALL_GPU}); or set STEREO_DEVICE=cpu")
+                              f"{self.device_id} (no NVIDIA driver or no such GPU, or the CUDA / cuDNN libraries "
+                              f"it was built for are missing: {INSTALL_GPU}); or set STEREO_DEVICE=cpu")
         if self.tensorrt and TENSORRT not in started:
             raise ConfigError("STEREO_TENSORRT=on: onnxruntime-gpu could not start TensorRT (its libraries are "
                               "missing: install the TensorRT version onnxruntime-gpu was built for, e.g. pip install "
@@ -108,8 +110,8 @@ class DeviceOptions:
 
 
 def preload_gpu_libraries(ort: Any) -> None:
-    """Load the CUDA and cuDNN libraries of the ``nvidia-*-cu12`` pip packages (``onnxruntime-gpu[cuda,cudnn]``)
-    before a CUDA session is made, where this onnxruntime can (1.21 and later); system libraries work without."""
+    """Load the CUDA and cuDNN libraries of the ``nvidia-*`` pip packages (``onnxruntime-gpu[cuda,cudnn]``) before
+    a CUDA session is made, where this onnxruntime can (1.21 and later); system libraries work without."""
     preload = getattr(ort, "preload_dlls", None)
     if callable(preload):
         with contextlib.suppress(OSError):  # one it found but could not load: the session's check says what
