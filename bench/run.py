@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.report import render, summary_table, write_report
 from bench.stack import KIB, MIB, NO_OVERRIDES, REPO, Overrides, mib
 from bench.stereo import STEREO_QUICK, StereoPlan, StereoResults, run_stereo
-from bench.workloads import SHARED_LOOPS, Latency, Memory, Throughput, _guarded, latency, memory, throughput
+from bench.workloads import SHARED_LOOPS, Latency, Memory, Throughput, latency, measured_or_failed, memory, throughput
 from video_worker.settings import Settings
 
 __all__ = ["QUICK", "Overrides", "Plan", "Results", "main", "run_all"]
@@ -26,7 +26,7 @@ __all__ = ["QUICK", "Overrides", "Plan", "Results", "main", "run_all"]
 HOW = """Measure the video worker against the reference loop, in one run: ``python -m bench.run [--quick]``.
 
 Each workload runs on a fresh moto server (its own process) behind
-``tests/support/awsproxy`` (one round trip of latency per request, every request
+``bench/awsproxy`` (one round trip of latency per request, every request
 logged), with resources made by ``video_worker.ops.provision.provision``. The
 project is started as users start it, with default settings: ``celery -A
 video_worker worker -l INFO`` (one process per simulated host, each with its
@@ -115,7 +115,7 @@ def run_all(plan: Plan, quick: bool, root: Path, only: set[str] | None, ov: Over
         extra = {"MODEL": "simulated", "SIMULATED_INFER_SECONDS": str(plan.accel_infer)}
         for system, loops in (("project", 1), ("reference", 1), (SHARED_LOOPS, 3)):
             log_phase(results, f"accelerator-bound: {system}")
-            results.throughput.append(_guarded(
+            results.throughput.append(measured_or_failed(
                 functools.partial(throughput, root, "accelerator", system, hosts=1, count=plan.accel_segments,
                                   size=plan.accel_size, round_trip=rtt, extra=extra, infer=plan.accel_infer,
                                   overrides=ov, loops=loops),
@@ -126,7 +126,7 @@ def run_all(plan: Plan, quick: bool, root: Path, only: set[str] | None, ov: Over
             for hosts in plan.scaling_hosts:
                 log_phase(results, f"scaling: {system}, {hosts} host(s)")
                 count = plan.scaling_per_host * hosts
-                results.throughput.append(_guarded(
+                results.throughput.append(measured_or_failed(
                     functools.partial(throughput, root, "scaling", system, hosts=hosts, count=count,
                                       size=plan.scaling_size, round_trip=rtt, extra=extra, infer=plan.scaling_infer,
                                       overrides=ov),
@@ -138,7 +138,7 @@ def run_all(plan: Plan, quick: bool, root: Path, only: set[str] | None, ov: Over
         variants.append(("reference", {}))
         for system, extra in variants:
             log_phase(results, f"overhead-bound: {system}")
-            results.throughput.append(_guarded(
+            results.throughput.append(measured_or_failed(
                 functools.partial(throughput, root, "overhead", system, hosts=1, count=plan.overhead_segments,
                                   size=plan.overhead_size, round_trip=0.0, extra=extra, infer=None, overrides=ov),
                 Throughput("overhead", system, 1, plan.overhead_segments, plan.overhead_size, None)))
@@ -149,14 +149,14 @@ def run_all(plan: Plan, quick: bool, root: Path, only: set[str] | None, ov: Over
         variants.append(("reference", {}))
         for system, extra in variants:
             log_phase(results, f"latency: {system}")
-            results.latency.append(_guarded(
+            results.latency.append(measured_or_failed(
                 functools.partial(latency, root, system, samples=plan.latency_samples, size=plan.latency_size,
                                   round_trip=rtt, extra=extra, overrides=ov),
                 Latency(system)))
     if want("memory"):
         for size in plan.memory_sizes:
             log_phase(results, f"memory: one {mib(size)} segment")
-            results.memory.append(_guarded(functools.partial(memory, root, size, ov), Memory(size)))
+            results.memory.append(measured_or_failed(functools.partial(memory, root, size, ov), Memory(size)))
     if want("stereo"):
         results.stereo = run_stereo(plan.stereo, root, rtt, ov, functools.partial(log_phase, results))
     results.finished = time.time()

@@ -17,8 +17,8 @@ import boto3
 from botocore.config import Config
 
 from bench import procs
+from bench.awsproxy import AwsProxy, Request
 from bench.procs import Child
-from tests.support.awsproxy import AwsProxy, Request
 from video_worker.keys import build_segment_key
 from video_worker.ops.provision import Resources, provision
 

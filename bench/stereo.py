@@ -34,11 +34,13 @@ from bench import logs, procs
 from bench.procs import Child
 from bench.stack import NO_OVERRIDES, Overrides, Stack, stack
 from bench.stereo_alone import AloneRun, alone
-from bench.workloads import Memory, Outcome, _guarded, failure, one_segment_memory
+from bench.workloads import Memory, Outcome, failure, measured_or_failed, one_segment_memory
 from video_worker.keys import build_output_segment_key
 from video_worker.models.stereo.timing import ConversionReport
+from video_worker.segments import Mode
 
-SEGMENT_SECONDS, FPS, SIZE, MODE = 2.0, 25, (640, 360), "sbs"
+SEGMENT_SECONDS, FPS, SIZE = 2.0, 25, (640, 360)
+MODE: Mode = "sbs"
 _FINGERPRINT = re.compile(r"model stereo ready in process \d+ \(fingerprint (\w+)\)")
 
 
@@ -49,8 +51,8 @@ class StereoPlan:
     alone_passes: int = 2  # model-alone runs around the worker's (1: before it only)
     speed_rounds: int = 3
     speed_sizes: tuple[tuple[int, int], ...] = ((640, 360), (1280, 720))
-    speed_modes: tuple[str, ...] = ("sbs", "anaglyph")
-    speed_pinned: tuple[tuple[int, int, str], ...] = ((640, 360, "sbs"),)  # also with OpenCV on 1 thread
+    speed_modes: tuple[Mode, ...] = ("sbs", "anaglyph")
+    speed_pinned: tuple[tuple[int, int, Mode], ...] = ((640, 360, "sbs"),)  # also with OpenCV on 1 thread
     grid: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1), (2, 2))  # (INFER_CONCURRENCY, ENCODER_THREADS)
     grid_segments: int = 8
 
@@ -227,7 +229,7 @@ def grid(root: Path, plan: StereoPlan, segments: list[Path], round_trip: float, 
     out = []
     for ic, threads in plan.grid:
         log(f"stereo: INFER_CONCURRENCY={ic}, STEREO_ENCODER_THREADS={threads}")
-        out.append(_guarded(functools.partial(
+        out.append(measured_or_failed(functools.partial(
             worker_run, root, f"stereo-grid-{ic}-{threads}", segments, round_trip=round_trip, infer_concurrency=ic,
             encoder_threads=threads, expected=expected, overrides=overrides), Pipeline(len(segments), ic, threads)))
     return out
@@ -307,7 +309,7 @@ def run_stereo(plan: StereoPlan, root: Path, round_trip: float, overrides: Overr
             return res
     n, k = plan.pipeline_segments, plan.grid_segments
     with part("pipeline", f"model alone vs the worker on {n} segments"):
-        res.pipeline = _guarded(functools.partial(pipeline, work, segments[:n], plan.alone_passes, round_trip,
+        res.pipeline = measured_or_failed(functools.partial(pipeline, work, segments[:n], plan.alone_passes, round_trip,
                                                   overrides), Pipeline(n))
     cases = len(plan.speed_sizes) * len(plan.speed_modes) + len(plan.speed_pinned)
     with part("speed", f"frames/s per core, {cases} cases x "
@@ -317,7 +319,7 @@ def run_stereo(plan: StereoPlan, root: Path, round_trip: float, overrides: Overr
     with part("grid", f"INFER_CONCURRENCY x STEREO_ENCODER_THREADS on {k} segments"):
         res.grid = grid(work, plan, segments[:k], round_trip, overrides, expected, log)
     with part("memory", f"memory: one {SEGMENT_SECONDS:g} s and one {plan.clip_seconds:g} s segment"):
-        res.memory = [_guarded(functools.partial(stereo_memory, work, path, seconds, overrides),
+        res.memory = [measured_or_failed(functools.partial(stereo_memory, work, path, seconds, overrides),
                                StereoMemory(path.stat().st_size, video_seconds=seconds))
                       for path, seconds in ((segments[0], SEGMENT_SECONDS), (clip, plan.clip_seconds))]
     return res

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench import logs, procs
+from bench.awsproxy import Request
 from bench.procs import Child, TreeMonitor
 from bench.stack import MIB, NO_OVERRIDES, Overrides, Stack, kind, stack, write_segment
-from tests.support.awsproxy import Request
 from video_worker.keys import build_segment_key
 
 #: Three reference loops on one host, sharing its accelerator: the overlap a pipelined worker aims at.
@@ -31,7 +31,7 @@ def s3_bytes(window: list[Request]) -> tuple[int, int]:
 
 @dataclass(kw_only=True)
 class Outcome:
-    """What every workload's result has: ``error``, why the workload failed ("" if it did not; see ``_guarded``)."""
+    """What every workload's result has: ``error``, why it failed ("" if it did not; see ``measured_or_failed``)."""
 
     error: str = ""
 
@@ -319,7 +319,7 @@ def process_names(main: int, pids: list[int]) -> list[tuple[int, str]]:
 R = TypeVar("R", bound=Outcome)
 
 
-def _guarded(measure: Callable[[], R], failed: R) -> R:
+def measured_or_failed(measure: Callable[[], R], failed: R) -> R:
     """Run one workload; on failure, return ``failed`` with the error (the other workloads still run)."""
     try:
         return measure()

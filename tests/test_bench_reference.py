@@ -16,8 +16,8 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 
 from bench import logs, reference
-from tests.support.awsproxy import AwsProxy, count
-from tests.support.awsproxy.actions import json_action, s3_action
+from bench.awsproxy import AwsProxy, count
+from bench.awsproxy.actions import json_action, s3_action
 from tests.support.stack import Aws
 from video_worker.adapters.aws import make_client
 from video_worker.keys import build_output_segment_key, build_segment_key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib.util
+import pkgutil
 import re
 import subprocess
 import sys
@@ -114,6 +115,90 @@ def test_private_upstream_members_are_used_only_inside_the_fence(path: Path) -> 
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in fenced:
             found.append(f"line {node.lineno}: overrides {node.name}")
     assert found == [], "use the fence (worker/upstream.py, the transport modules) instead"
+
+
+#: Members of Celery and kombu classes that are documented hooks for subclasses (the bootsteps guide; the
+#: app's ``Worker`` class, API reference), by class: a subclass outside the fence may override these only.
+PUBLIC_HOOKS = {
+    "celery.bootsteps.StartStopStep": frozenset({"__init__", "requires", "create", "start", "stop", "shutdown",
+                                                  "terminate"}),
+    "celery.app.base.Celery": frozenset({"__init__", "Worker"}),
+}
+
+
+def _upstream_overrides(source: str) -> list[str]:
+    """The members of Celery or kombu classes that classes in ``source`` override, documented hooks aside.
+
+    Overriding a member (``Mailbox.oid``, ``Control.Mailbox``) relies on upstream's internals as much as
+    reading a private one does, whatever its name: such a subclass belongs inside the fence.
+    """
+    tree = ast.parse(source)
+    imported: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
+        elif isinstance(node, ast.Import):
+            imported.update({(alias.asname or alias.name).split(".")[0]: alias.name.split(".")[0]
+                             if not alias.asname else alias.name for alias in node.names})
+    found = []
+    for cls in (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)):
+        for base_node in cls.bases:
+            head, _, rest = ast.unparse(base_node).partition(".")
+            dotted = imported.get(head, "") + (f".{rest}" if rest else "")
+            if not dotted.startswith(("celery.", "kombu.")):
+                continue
+            base = pkgutil.resolve_name(dotted)
+            qualified = f"{base.__module__}.{base.__name__}"  # bootsteps' metaclass puts the module in __qualname__
+            allowed = PUBLIC_HOOKS.get(qualified, frozenset())
+            for member in cls.body:
+                targets = ([member.name] if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef) else
+                           [t.id for t in member.targets if isinstance(t, ast.Name)] if isinstance(member, ast.Assign)
+                           else [member.target.id] if isinstance(member, ast.AnnAssign)
+                           and isinstance(member.target, ast.Name) else [])
+                found += [f"line {member.lineno}: {cls.name} overrides {qualified}.{name}"
+                          for name in targets if hasattr(base, name) and name not in allowed]
+    return found
+
+
+@pytest.mark.parametrize("path", _outside_the_fence(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_subclasses_of_upstream_classes_override_only_documented_hooks_outside_the_fence(path: Path) -> None:
+    assert _upstream_overrides(path.read_text(encoding="utf-8")) == [], "subclass inside the fence instead"
+
+
+def test_overriding_an_upstream_member_by_its_public_looking_name_is_caught() -> None:
+    """What ``monitoring/control.py`` did before its mailbox moved into the fence."""
+    source = ("from kombu.pidbox import Mailbox as KombuMailbox\nfrom celery.app import control\n"
+              "class Mailbox(KombuMailbox):\n    @property\n    def oid(self): ...\n    def own(self): ...\n"
+              "class Control(control.Control):\n    Mailbox = Mailbox\n")
+    assert _upstream_overrides(source) == ["line 5: Mailbox overrides kombu.pidbox.Mailbox.oid",
+                                           "line 8: Control overrides celery.app.control.Control.Mailbox"]
+
+
+BENCH = PACKAGE.parent / "bench"
+
+
+def _imported_modules(source: str) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``source``, ``TYPE_CHECKING`` and function-level ones included."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(BENCH.rglob("*.py")), ids=lambda p: str(p.relative_to(BENCH.parent)))
+def test_the_benchmarks_import_nothing_from_the_tests(path: Path) -> None:
+    """What the benchmarks share with the tests (the AWS proxy) lives in ``bench/``; tests may import it."""
+    found = [f"line {line}: imports {module}" for line, module in _imported_modules(path.read_text(encoding="utf-8"))
+             if module == "tests" or module.startswith("tests.")]
+    assert found == []
+
+
+def test_an_import_from_the_tests_is_caught_wherever_it_is() -> None:
+    source = "import tests.support.stack\ndef f():\n    from tests.support.awsproxy import AwsProxy\n"
+    assert _imported_modules(source) == [(1, "tests.support.stack"), (3, "tests.support.awsproxy")]
 
 
 #: The layers of ``pyproject.toml``'s layers contract, top first; anything else is the core.

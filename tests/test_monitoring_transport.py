@@ -9,9 +9,8 @@ import pytest
 from kombu.transport import SQS
 
 from video_worker.celery_app import celery_conf, create_app
-from video_worker.monitoring.control import Mailbox
 from video_worker.monitoring.leases import topic_arn_for
-from video_worker.monitoring.transport import Transport
+from video_worker.monitoring.transport import Mailbox, Transport
 from video_worker.settings import Settings, load_settings
 from video_worker.worker import transport as worker_transport
 

@@ -426,6 +426,39 @@ def test_kombu_virtual_lookup_and_put_monitoring_overrides() -> None:
     assert list(inspect.signature(SQS.Channel._put).parameters) == ["self", "queue", "message", "kwargs"]
 
 
+def test_kombu_mailbox_names_its_queues_by_oid_and_get_queue_and_celery_builds_it_from_control() -> None:
+    """``monitoring/transport.py`` ``Mailbox`` overrides ``kombu.pidbox.Mailbox.oid`` (``oid_from(self)``: the
+    reply queue's name and routing key) and ``get_queue(hostname)`` (a worker's mailbox queue, which the node's
+    consumer declares); ``Mailbox.__call__`` copies the mailbox (``Control.broadcast`` does per call); Celery's
+    ``Control`` builds ``self.mailbox`` from its class attribute ``Mailbox``."""
+    from celery.app.control import Control as CeleryControl
+    from kombu.common import oid_from
+    from kombu.pidbox import Mailbox as KombuMailbox
+
+    assert isinstance(inspect.getattr_static(KombuMailbox, "oid"), property)
+    assert list(inspect.signature(oid_from).parameters) == ["instance", "threads"]
+    mailbox = KombuMailbox("celery", type="fanout")
+    assert mailbox.oid == oid_from(mailbox) and mailbox.oid != oid_from(mailbox(None))
+    assert mailbox.get_reply_queue().name == f"{mailbox.oid}.reply.celery.pidbox"
+    assert mailbox.get_reply_queue().routing_key == mailbox.oid
+
+    class Renamed(KombuMailbox):
+        def get_queue(self, hostname: str) -> Any:
+            queue = super().get_queue(hostname)
+            queue.name += ".renamed"
+            return queue
+
+    node = Renamed("celery", type="fanout").Node("w1@host")
+    with Connection("memory://") as conn:
+        consumer = node.Consumer(conn.default_channel)
+        assert [queue.name for queue in consumer.queues] == ["w1@host.celery.pidbox.renamed"]
+        consumer.close()
+
+    app = Celery(set_as_current=False)
+    control = type("Control", (CeleryControl,), {"Mailbox": Renamed})(app)
+    assert type(control.mailbox) is Renamed and control.mailbox.exchange.name == "celery.pidbox"
+
+
 def test_every_fenced_member_names_a_contract_test_here() -> None:
     """The fence's tables (``worker/upstream.py``, ``worker/transport.py``) name a test of this module each."""
     tests = {name for name in globals() if name.startswith("test_")}

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from celery.signals import worker_process_init
 
 from video_worker.monitoring.batching import EventBatching
-from video_worker.monitoring.control import Control as MonitoringControl
+from video_worker.monitoring.transport import Control as MonitoringControl
 from video_worker.monitoring.transport import Transport as MonitoringTransport
 from video_worker.settings import Settings
 from video_worker.worker import logs as worker_logs

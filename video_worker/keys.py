@@ -12,7 +12,7 @@ import re
 
 from pydantic import ValidationError
 
-from video_worker.segments import Segment, check_job_id, s3_uri, split_s3_uri
+from video_worker.segments import MODES, Segment, check_job_id, not_a_mode, s3_uri, split_s3_uri
 
 SEGMENT_PREFIX = "segments/"
 SEGMENT_SUFFIX = ".mp4"
@@ -56,8 +56,8 @@ def why_not_segment_key(key: str) -> str:
     match = _FILE_NAME.match(file_name)
     if match is None:
         return "file name is not {index:05d}_{total:05d}_{mode}.mp4"
-    if match["mode"] not in ("anaglyph", "sbs"):
-        return f"mode {match['mode']!r} is not anaglyph or sbs"
+    if match["mode"] not in MODES:
+        return not_a_mode(match["mode"])
     if int(match["total"]) < 1 or int(match["index"]) >= int(match["total"]):
         return "segment index is not below total segments"
     return "not a segment key"

@@ -8,7 +8,7 @@ S3 URIs and scratch-file references, never video bytes.
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -16,7 +16,8 @@ from video_worker.errors import InvalidPayload
 from video_worker.ordering import Upload
 
 Mode = Literal["anaglyph", "sbs"]
-MODES: tuple[Mode, ...] = ("anaglyph", "sbs")
+"""An output layout: red/cyan anaglyph or side-by-side. The one definition; models, keys and the CLI use it."""
+MODES: tuple[Mode, ...] = get_args(Mode)
 JOB_ID_MAX_LENGTH = 128
 SeamContext = Literal["previous", "missing"] | None
 """What a model that reads the previous segment (``ports.Model.context_frames``) had: ``previous``, its last
@@ -24,6 +25,11 @@ frames (the cut joins without a jump); ``missing``, nothing (it was not uploaded
 in depth); None for a first segment or a model that reads none."""
 _SEAM_DESCRIPTION = ("previous: the model read the previous segment's last frames first; missing: it was not in the "
                      "input bucket in time (the cut may show a change in depth); absent: first segment or no context")
+
+
+def not_a_mode(value: object) -> str:
+    """Why ``value`` is no output mode, in one line (for skip logs and a model's refusal)."""
+    return f"mode {value!r} is not {' or '.join(MODES)}"
 
 
 def check_job_id(value: str) -> str:

@@ -49,108 +49,133 @@ class Settings(BaseSettings):
     )
 
     # The pipeline's existing contract.
-    input_bucket_name: str = Field(min_length=3, validation_alias="INPUT_BUCKET_NAME")
-    output_bucket_name: str = Field(min_length=3, validation_alias="OUTPUT_BUCKET_NAME")
-    segment_completions_table_name: str = Field(
-        min_length=3, validation_alias="SEGMENT_COMPLETIONS_TABLE_NAME"
-    )
-    video_worker_queue_url: str | None = Field(None, validation_alias="VIDEO_WORKER_QUEUE_URL")
-    aws_region: str = Field(
-        "us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
-    )
-    aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL")
-    # Service-specific endpoints win over AWS_ENDPOINT_URL, as in boto3 (e.g. LocalStack for S3/SQS/SNS,
-    # another emulator for DynamoDB).
-    aws_endpoint_url_s3: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
-    aws_endpoint_url_sqs: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_SQS")
-    aws_endpoint_url_sns: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_SNS")
-    aws_endpoint_url_dynamodb: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_DYNAMODB")
+    input_bucket_name: str = Field(min_length=3, validation_alias="INPUT_BUCKET_NAME",
+        description="bucket the segments are uploaded to; events for other buckets are skipped")
+    output_bucket_name: str = Field(min_length=3, validation_alias="OUTPUT_BUCKET_NAME",
+        description="bucket the results are written to, at `jobs/{job_id}/segments/{segment_index}.mp4`")
+    segment_completions_table_name: str = Field(min_length=3, validation_alias="SEGMENT_COMPLETIONS_TABLE_NAME",
+        description="DynamoDB table of the completion rows (`job_id` S, `segment_index` N)")
+    video_worker_queue_url: str | None = Field(None, validation_alias="VIDEO_WORKER_QUEUE_URL",
+        description="the raw S3-event queue; required by the bridge")
+    aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="region of every client and of the SQS broker")
+    aws_endpoint_url: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL",
+        description="one endpoint for S3, DynamoDB, SQS, SNS and the broker (moto, LocalStack)")
+    aws_endpoint_url_s3: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3",
+        description="S3's own endpoint; wins over `AWS_ENDPOINT_URL`, as in boto3")
+    aws_endpoint_url_sqs: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_SQS",
+        description="SQS's own endpoint (the broker follows it); wins over `AWS_ENDPOINT_URL`")
+    aws_endpoint_url_sns: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_SNS",
+        description="SNS's own endpoint (monitoring's fanout follows it); wins over `AWS_ENDPOINT_URL`")
+    aws_endpoint_url_dynamodb: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_DYNAMODB",
+        description="DynamoDB's own endpoint (e.g. another emulator than LocalStack); wins over `AWS_ENDPOINT_URL`")
 
     # Broker.
-    celery_broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
-    broker_use_tls: bool | None = Field(None, validation_alias="BROKER_USE_TLS")
+    celery_broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL",
+        description="the broker, e.g. `sqs://` (credentials from the usual AWS chain); unset: SQS in `AWS_REGION`, "
+                    "at the SQS endpoint if one is set")
+    broker_use_tls: bool | None = Field(None, validation_alias="BROKER_USE_TLS",
+        description="force HTTPS (`true`) or plain HTTP (`false`) to the broker; unset: from the SQS endpoint's "
+                    "scheme")
     broker_queue_prefix: str = Field(
-        "video-worker-", pattern=r"^[A-Za-z0-9_-]{0,40}$", validation_alias="BROKER_QUEUE_PREFIX"
-    )
-    task_queue: str = Field(
-        "tasks", pattern=r"^[A-Za-z0-9_-]{1,40}$", validation_alias="VIDEO_WORKER_TASK_QUEUE"
-    )
-    broker_wait_time_seconds: int = Field(
-        10, ge=0, le=20, validation_alias="BROKER_WAIT_TIME_SECONDS"
-    )
-    broker_polling_interval: float = Field(
-        0.0, ge=0, le=60, validation_alias="BROKER_POLLING_INTERVAL"
-    )
-    broker_visibility_timeout: int = Field(
-        120, ge=10, le=43200, validation_alias="BROKER_VISIBILITY_TIMEOUT"
-    )
-    video_worker_dlq_url: str | None = Field(None, validation_alias="VIDEO_WORKER_DLQ_URL")
-    # Flower and `celery inspect`: events and remote control over SNS (video_worker/monitoring).
-    monitoring: bool = Field(True, validation_alias="MONITORING")
+        "video-worker-", pattern=r"^[A-Za-z0-9_-]{0,40}$", validation_alias="BROKER_QUEUE_PREFIX",
+        description="prefix of the broker's SQS queue and SNS topic names")
+    task_queue: str = Field("tasks", pattern=r"^[A-Za-z0-9_-]{1,40}$", validation_alias="VIDEO_WORKER_TASK_QUEUE",
+        description="the broker queue of the chain's tasks (SQS name: prefix + this)")
+    broker_wait_time_seconds: int = Field(10, ge=0, le=20, validation_alias="BROKER_WAIT_TIME_SECONDS",
+        description="the worker's SQS long-poll wait (0-20)")
+    broker_polling_interval: float = Field(0.0, ge=0, le=60, validation_alias="BROKER_POLLING_INTERVAL",
+        description="extra sleep after an empty poll (adds to the wait)")
+    broker_visibility_timeout: int = Field(120, ge=10, le=43200, validation_alias="BROKER_VISIBILITY_TIMEOUT",
+        description="seconds a held task message stays invisible; the worker extends it while the task runs or "
+                    "waits, so this is how soon a dead worker's task is redelivered. Set it alike everywhere: the "
+                    "process that first creates a broker queue sets its default")
+    video_worker_dlq_url: str | None = Field(None, validation_alias="VIDEO_WORKER_DLQ_URL",
+        description="where chains that failed for good are written; unset: the queue "
+                    "`{BROKER_QUEUE_PREFIX}dead-letters`")
+    monitoring: bool = Field(True, validation_alias="MONITORING",
+        description="events and remote control over SNS, for Flower and `celery inspect` (video_worker/monitoring/); "
+                    "`off`: plain SQS, no SNS topic")
 
     # Worker.
-    scratch_dir: Path = Field(
-        Path(tempfile.gettempdir()) / "video-worker", validation_alias="VIDEO_WORKER_SCRATCH_DIR"
-    )
-    # Scratch files older than this are orphans (a chain that moved host or failed): swept every 15 minutes.
-    scratch_max_age_seconds: int = Field(
-        3 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS"
-    )
+    scratch_dir: Path = Field(Path(tempfile.gettempdir()) / "video-worker", validation_alias="VIDEO_WORKER_SCRATCH_DIR",
+        description="where segments live between tasks on this host")
+    scratch_max_age_seconds: int = Field(3 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS",
+        description="scratch files older than this are orphans (a chain that moved host or failed): removed at "
+                    "start, then every 15 minutes")
     # The converter by default: a worker deployed for 2D->3D that silently copied 2D bytes to the 3D output keys
     # would be the worst surprise. A bare install (no stereo extra) stops at start-up with one line naming the
     # extra; MODEL=passthrough (copy the segment unchanged) is there to test the plumbing without it.
-    model: str = Field("stereo", min_length=1, validation_alias="MODEL")
-    # MODEL=simulated: busy seconds per segment (a stand-in for a GPU model in benchmarks).
-    simulated_infer_seconds: float = Field(1.0, ge=0, le=3600, validation_alias="SIMULATED_INFER_SECONDS")
-    # One process per host, a few task slots: one segment on the accelerator while the
-    # others download or upload (BENCHMARKS.md). Celery's -P / -c override these.
-    worker_pool: Literal["threads", "prefork", "solo"] = Field("threads", validation_alias="WORKER_POOL")
-    worker_concurrency: int = Field(3, ge=1, le=64, validation_alias="WORKER_CONCURRENCY")
-    # Inferences at a time per worker process; unset: the model's default (``infer_concurrency``).
-    configured_infer_concurrency: int | None = Field(None, ge=1, le=64, validation_alias="INFER_CONCURRENCY")
-    # The rest of a segment's chain runs on the host that ran its previous stage.
-    chain_affinity: bool = Field(True, validation_alias="CHAIN_AFFINITY")
-    worker_prefetch_multiplier: int = Field(
-        1, ge=1, le=16, validation_alias="WORKER_PREFETCH_MULTIPLIER"
-    )
-    transfer_chunk_mib: int = Field(8, ge=5, le=512, validation_alias="TRANSFER_CHUNK_MIB")
-    transfer_threads: int = Field(4, ge=1, le=32, validation_alias="TRANSFER_THREADS")
-    max_retries: int = Field(5, ge=0, le=100, validation_alias="TASK_MAX_RETRIES")
-    retry_base_seconds: float = Field(2.0, ge=0, le=900, validation_alias="TASK_RETRY_BASE_SECONDS")
-    retry_max_delay_seconds: int = Field(
-        300, ge=0, le=900, validation_alias="TASK_RETRY_MAX_DELAY_SECONDS"
-    )
-    retry_overrides: dict[str, RetryRule] = Field(
-        default_factory=dict, validation_alias="TASK_RETRY_OVERRIDES"
-    )
-    max_segment_bytes: int = Field(2 * 1024**3, ge=1, validation_alias="MAX_SEGMENT_BYTES")
-    # A model that reads the previous segment (MODEL=stereo) waits this long for it to be uploaded, then converts
-    # without it (the completion row says seam_context=missing).
-    context_wait_seconds: float = Field(60.0, ge=0, le=900, validation_alias="CONTEXT_WAIT_SECONDS")
-    # Failures (video_worker/failure_policy.py): a message whose worker (or model process) died this many
-    # times is dead-lettered; a publish that fails is tried again for this long before its message goes back.
-    max_deliveries: int = Field(3, ge=1, le=100, validation_alias="MAX_DELIVERIES")
-    publish_patience_seconds: float = Field(60.0, ge=0, le=600, validation_alias="PUBLISH_PATIENCE_SECONDS")
-    # Seconds per stage, JSON: {"video_worker.infer": 7200} (defaults: ``Stage.time_limit`` in video_worker/stages.py).
-    stage_time_limit_overrides: dict[str, float] = Field(
-        default_factory=dict, validation_alias="STAGE_TIME_LIMITS"
-    )
-    # The model runs in child processes (a crash or a hang is killed there, not the worker), or in the worker.
-    model_isolation: Literal["process", "inline"] = Field("process", validation_alias="MODEL_ISOLATION")
-    model_start_timeout_seconds: float = Field(600.0, gt=0, validation_alias="MODEL_START_TIMEOUT_SECONDS")
+    model: str = Field("stereo", min_length=1, validation_alias="MODEL",
+        description="the inference model: `stereo` (the 2D-to-3D converter; a worker without the stereo extra stops "
+                    "at start-up saying so), `passthrough` (copies each segment unchanged: for testing the "
+                    "plumbing), `simulated`, an entry-point name, or `package.module:factory`")
+    simulated_infer_seconds: float = Field(1.0, ge=0, le=3600, validation_alias="SIMULATED_INFER_SECONDS",
+        description="busy seconds per segment of `MODEL=simulated` (a stand-in for a GPU model in benchmarks)")
+    worker_pool: Literal["threads", "prefork", "solo"] = Field("threads", validation_alias="WORKER_POOL",
+        description="Celery pool: one process per host with a few task slots, one segment on the accelerator while "
+                    "the others download or upload (BENCHMARKS.md); `-P threads`/`-P solo` override it, but "
+                    "`-P prefork` does not (Celery cannot tell it from its own default): use `WORKER_POOL=prefork`")
+    worker_concurrency: int = Field(3, ge=1, le=64, validation_alias="WORKER_CONCURRENCY",
+        description="task slots: segments in progress per worker (Celery's `-c` overrides)")
+    configured_infer_concurrency: int | None = Field(None, ge=1, le=64, validation_alias="INFER_CONCURRENCY",
+        description="inferences at a time per worker process; unset: the model's default, 1 (one model, one "
+                    "accelerator), or one model process per core for a CPU model (`MODEL=stereo`; set `1` for a "
+                    "GPU depth network)")
+    chain_affinity: bool = Field(True, validation_alias="CHAIN_AFFINITY",
+        description="run a chain's next stages on the host that ran the previous one (`off`: hop by hop through the "
+                    "broker)")
+    worker_prefetch_multiplier: int = Field(1, ge=1, le=16, validation_alias="WORKER_PREFETCH_MULTIPLIER",
+        description="messages reserved per slot")
+    transfer_chunk_mib: int = Field(8, ge=5, le=512, validation_alias="TRANSFER_CHUNK_MIB",
+        description="multipart threshold and part size of S3 transfers, MiB")
+    transfer_threads: int = Field(4, ge=1, le=32, validation_alias="TRANSFER_THREADS",
+        description="parallel parts per transfer")
+    max_retries: int = Field(5, ge=0, le=100, validation_alias="TASK_MAX_RETRIES",
+        description="retries of a task after a transient error")
+    retry_base_seconds: float = Field(2.0, ge=0, le=900, validation_alias="TASK_RETRY_BASE_SECONDS",
+        description="first retry delay; doubles per retry, with jitter")
+    retry_max_delay_seconds: int = Field(300, ge=0, le=900, validation_alias="TASK_RETRY_MAX_DELAY_SECONDS",
+        description="cap of one retry delay (at most 900, SQS's `DelaySeconds` limit)")
+    retry_overrides: dict[str, RetryRule] = Field(default_factory=dict, validation_alias="TASK_RETRY_OVERRIDES",
+        description='per task, JSON: `{"video_worker.infer": {"max_retries": 2, "base_seconds": 30, '
+                    '"max_delay_seconds": 900}}`')
+    max_segment_bytes: int = Field(2 * 1024**3, ge=1, validation_alias="MAX_SEGMENT_BYTES",
+        description="larger source objects are dead-lettered before any byte is downloaded")
+    context_wait_seconds: float = Field(60.0, ge=0, le=900, validation_alias="CONTEXT_WAIT_SECONDS",
+        description="how long a segment whose model reads the previous one (`MODEL=stereo`) waits for it to be "
+                    "uploaded before converting without it (the completion row then says `seam_context=missing`)")
+    max_deliveries: int = Field(3, ge=1, le=100, validation_alias="MAX_DELIVERIES",
+        description="a message received more often (its workers died holding it), or a segment whose model process "
+                    "died this many times, is dead-lettered (video_worker/failure_policy.py)")
+    publish_patience_seconds: float = Field(60.0, ge=0, le=600, validation_alias="PUBLISH_PATIENCE_SECONDS",
+        description="how long a refused publish (retry, hand-off, dead letter, replay) is tried again before its "
+                    "message goes back to the queue (the bridge: at most 10)")
+    stage_time_limit_overrides: dict[str, float] = Field(default_factory=dict, validation_alias="STAGE_TIME_LIMITS",
+        description='seconds per stage, JSON: `{"video_worker.infer": 7200}`; defaults download 900, infer 3600, '
+                    "upload 900, record 120 (`Stage.time_limit` in video_worker/stages.py)")
+    model_isolation: Literal["process", "inline"] = Field("process", validation_alias="MODEL_ISOLATION",
+        description="`process`: the model in `INFER_CONCURRENCY` child processes (a crash or hang is contained and "
+                    "killed there, not the worker); `inline`: in the worker's threads")
+    model_start_timeout_seconds: float = Field(600.0, gt=0, validation_alias="MODEL_START_TIMEOUT_SECONDS",
+        description="how long a model process may take to build and warm up its model")
 
-    # Log lines: human-readable text, or one JSON object each with the segment's identity (video_worker/logs.py).
-    log_format: LogFormat = Field("text", validation_alias="LOG_FORMAT")
+    log_format: LogFormat = Field("text", validation_alias="LOG_FORMAT",
+        description="`text`: human-readable; `json`: every log line of the worker and the bridge is one JSON object "
+                    "(`time`, `level`, `logger`, `message`, and `job_id`, `segment_index`, `task_id`, `stage` "
+                    "whenever known; video_worker/logs.py)")
 
     # Bridge.
-    bridge_wait_time_seconds: int = Field(
-        20, ge=0, le=20, validation_alias="BRIDGE_WAIT_TIME_SECONDS"
-    )
-    bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE")
+    bridge_wait_time_seconds: int = Field(20, ge=0, le=20, validation_alias="BRIDGE_WAIT_TIME_SECONDS",
+        description="the bridge's long-poll wait")
+    bridge_batch_size: int = Field(10, ge=1, le=10, validation_alias="BRIDGE_BATCH_SIZE",
+        description="messages per receive (1-10)")
 
-    # Prometheus metrics over HTTP (video_worker/worker/metrics/, video_worker/ops/bridge_metrics.py); unset: off.
-    metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="METRICS_PORT")
-    bridge_metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="BRIDGE_METRICS_PORT")
+    # Prometheus metrics over HTTP (video_worker/worker/metrics/, video_worker/ops/bridge_metrics.py).
+    metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="METRICS_PORT",
+        description="the worker serves Prometheus metrics on this port (1-65535), `/metrics`; unset: off")
+    bridge_metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias="BRIDGE_METRICS_PORT",
+        description="the bridge serves its Prometheus metrics on this port (1-65535); unset: off")
 
     @field_validator("metrics_port", "bridge_metrics_port", mode="before")
     @classmethod

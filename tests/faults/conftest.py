@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.awsproxy import AwsProxy
+from bench.awsproxy import AwsProxy
 from tests.support.stack import Aws, Proc, Processes, wait_until
 from video_worker.keys import build_output_segment_key, build_segment_key
 from video_worker.ops.sample import sample_segment
@@ -123,7 +123,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "",
         "Fault-injection suite against a real moto server (`moto[server]`), the real bridge",
         "(`video-worker bridge`) and real workers (`celery -A video_worker worker`) over the SQS",
-        "broker. Faults are injected at named calls by `tests/support/awsproxy/` (real AWS error",
+        "broker. Faults are injected at named calls by `bench/awsproxy/` (real AWS error",
         "responses, delays, dropped connections, an endpoint that goes away), or by killing processes.",
         "",
         f"Reproduce: `RELIABILITY_REPORT=RELIABILITY.md .venv/bin/pytest tests/faults` — run on "

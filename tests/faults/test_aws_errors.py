@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from bench.awsproxy import AwsProxy, Fault, json_error, s3_error
 from tests.faults.conftest import Outcome, Report, direct_broker, scratch_files, settle, upload, verify
-from tests.support.awsproxy import AwsProxy, Fault, json_error, s3_error
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_segment_key
 

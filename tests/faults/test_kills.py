@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from bench.awsproxy import AwsProxy, Fault
 from tests.faults.conftest import Outcome, Report, absorbed, direct_broker, settle, upload, verify
-from tests.support.awsproxy import AwsProxy, Fault
 from tests.support.stack import Aws, Proc, Processes, wait_until
 
 pytestmark = pytest.mark.integration

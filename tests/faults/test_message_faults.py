@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from bench.awsproxy import AwsProxy, Fault, call, json_error, s3_error
 from tests.faults.conftest import Outcome, Report, dead_letters, settle, upload, verify
-from tests.support.awsproxy import AwsProxy, Fault, call, json_error, s3_error
 from tests.support.stack import Aws, Proc, Processes, wait_until
 
 pytestmark = pytest.mark.integration

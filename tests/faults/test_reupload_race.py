@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from bench.awsproxy import AwsProxy, Fault, call
 from tests.faults.conftest import Outcome, Report, direct_broker, stale_outputs
-from tests.support.awsproxy import AwsProxy, Fault, call
 from tests.support.events import s3_notification_body
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_output_segment_key, build_segment_key

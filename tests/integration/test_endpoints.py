@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.support.awsproxy import AwsProxy
+from bench.awsproxy import AwsProxy
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.keys import build_segment_key
 from video_worker.ops.dev import FAKE_CREDENTIALS

@@ -148,13 +148,13 @@ def test_flower_tasks_page_renders_in_headless_chromium(aws: Aws, procs: Process
     )
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    if os.environ.get("UPDATE_SCREENSHOT") == "1":  # refresh the one in the README
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":  # refresh the one in docs/monitoring.md
         shutil.copyfile(png, ROOT / "docs" / "flower-tasks.png")
 
 
 def test_dev_starts_flower_and_prints_what_another_shell_needs(tmp_path: Path) -> None:
     """``video-worker dev``: Flower's URL, and exports with which ``submit`` and ``status`` in a clean shell reach
-    the emulator (README: "upload segments with video-worker submit using the environment it prints")."""
+    the emulator (docs/cli.md, "The development stack")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INPUT_", "OUTPUT_", "SEGMENT_"))}
     dev = subprocess.Popen([sys.executable, "-m", "video_worker", "dev", f"--flower-port={free_port()}"], env=env,
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -1,11 +1,14 @@
-"""kombu's SQS transport, plus SNS fanout for Celery events and remote control.
+"""kombu's SQS transport, plus SNS fanout for Celery events and remote control, and a mailbox suited to SQS.
 
 Selected with ``broker_transport`` when ``MONITORING`` is on (see
 ``video_worker.celery_app.celery_conf``); the broker URL stays ``sqs://``
 and task messages travel exactly as with kombu's own transport. Fanout
 exchanges become SNS topics that deliver into the subscribed SQS queues
-(kombu 5.7's ``kombu/transport/SQS/SNS.py``). Each override names the
-kombu or Celery code it works around.
+(kombu 5.7's ``kombu/transport/SQS/SNS.py``). ``Control`` is the app's
+remote-control client (``control_cls``) with ``Mailbox``, whose queue names
+suit SQS. Each override names the kombu or Celery code it works around;
+the members they rely on are listed in ``worker/transport.py``
+``MEMBERS`` with the contract tests that pin them.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import hashlib
 import logging
 import math
 import re
+import uuid
 from typing import Any
 
 from botocore.config import Config
+from celery.app.control import Control as CeleryControl
+from kombu.common import oid_from
+from kombu.pidbox import Mailbox as KombuMailbox
 from kombu.transport import SQS
 from kombu.transport.SQS.exceptions import DoesNotExistQueueException
 
@@ -161,7 +168,7 @@ class Channel(worker_transport.Channel):
 
         ``kombu/transport/virtual/base.py`` ``Channel.after_reply_message_received``
         deletes it after every call (``kombu/pidbox.py`` ``Mailbox._collect``).
-        Our mailbox (``monitoring/control.py``) names one reply queue per process
+        Our ``Mailbox`` (below) names one reply queue per process
         and thread, and SQS refuses for 60 s to create a queue of a name just
         deleted. The housekeeper deletes it at exit.
         """
@@ -233,3 +240,46 @@ class Transport(worker_transport.Transport):
 
     Channel = Channel
     implements = SQS.Transport.implements.extend(exchange_type=frozenset(["direct", "fanout"]))
+
+
+class Mailbox(KombuMailbox):
+    """A mailbox with one reply queue per process and thread, and a new worker queue per start.
+
+    With any other transport the two changes are harmless: queue names differ, behaviour does not.
+    """
+
+    @property
+    def oid(self) -> str:
+        """The reply routing key, and reply queue name: one per process and thread.
+
+        ``kombu/pidbox.py`` ``Mailbox.oid`` is ``oid_from(self)``, and
+        ``celery/app/control.py`` ``Control.broadcast`` copies the mailbox for
+        every call (``self.mailbox(conn)``), so each call named a new reply
+        queue: a CreateQueue and a DeleteQueue per ``inspect``, and a name
+        reused within 60 s of its deletion (the copies' ``id()`` repeat), which
+        SQS refuses. The queue is kept between calls and deleted at exit
+        (``Channel.after_reply_message_received`` above).
+        """
+        return str(oid_from(Mailbox, threads=True))
+
+    def get_queue(self, hostname: str) -> Any:
+        """A worker's mailbox queue, named after its hostname plus a suffix of its own.
+
+        ``kombu/pidbox.py`` ``Mailbox.get_queue`` uses the hostname only. An SQS
+        queue outlives its consumer: a restarted worker would read commands
+        sent to its predecessor or, if the predecessor deleted the queue on
+        exit, be refused its creation for 60 s.
+        """
+        queue = super().get_queue(hostname)
+        queue.name = f"{queue.name}.{uuid.uuid4().hex[:8]}"
+        return queue
+
+
+class Control(CeleryControl):
+    """``celery.app.control.Control`` (the app's ``control_cls``) using ``Mailbox`` above.
+
+    ``celery/app/control.py`` ``Control.__init__`` builds its mailbox from the class attribute ``Mailbox``;
+    the worker's remote-control consumer takes it from the app (``app.control.mailbox``).
+    """
+
+    Mailbox = Mailbox

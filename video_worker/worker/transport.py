@@ -40,8 +40,9 @@ from video_worker.failure_policy import ReceiveBackoff
 log = logging.getLogger(__name__)
 
 TRANSPORT = "video_worker.worker.transport:Transport"
-#: kombu's private members used by this module and ``monitoring/transport.py`` (``SQS.Channel``'s unless
-#: named otherwise) → the contract test that pins them (``tests/test_upstream_contracts.py``).
+#: kombu's private or internal members used by this module and ``monitoring/transport.py`` (``SQS.Channel``'s
+#: unless named otherwise; the one Celery member is the mailbox's hook) → the contract test that pins them
+#: (``tests/test_upstream_contracts.py``).
 MEMBERS: dict[str, str] = {
     **dict.fromkeys(["_schedule_queue", "_on_messages_ready", "_loop1", "_get_bulk_async", "_message_to_python",
                      "_new_boto_client", "_receive_message", "_delete_message", "_create_queue"],
@@ -57,6 +58,10 @@ MEMBERS: dict[str, str] = {
     "_lookup": "test_kombu_virtual_lookup_and_put_monitoring_overrides",
     "_put": "test_kombu_virtual_lookup_and_put_monitoring_overrides",
     "AsyncAWSQueryConnection._on_list_ready": "test_kombu_async_client_turns_a_5xx_receive_into_an_empty_list",
+    # monitoring/transport.py's Mailbox and Control (the remote-control mailbox, and Celery's hook for it)
+    **dict.fromkeys(["pidbox.Mailbox.oid", "pidbox.Mailbox.get_queue", "common.oid_from",
+                     "celery.app.control.Control.Mailbox"],
+                    "test_kombu_mailbox_names_its_queues_by_oid_and_get_queue_and_celery_builds_it_from_control"),
 }
 #: How often a queue waiting for a free slot checks anyway (a prefetch count raised without an ack).
 SLOT_CHECK_SECONDS = 1.0

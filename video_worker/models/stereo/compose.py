@@ -7,12 +7,12 @@ from typing import Literal
 import av
 import numpy as np
 
+from video_worker.segments import Mode
+
 from ._types import F32
 from .anaglyph import AnaglyphMixer
 from .dibr import PlaneWarper, ShiftCache, View, chroma_split
 from .planes import yuv_views
-
-Mode = Literal["anaglyph", "sbs"]
 
 
 class Composer:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import av
 import av.video.reformatter
@@ -18,8 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from video_worker.errors import ModelRejected
+from video_worker.segments import MODES, Mode, not_a_mode
 
-from .compose import Composer, Mode, rgb_of
+from .compose import Composer, rgb_of
 from .depth import DepthEstimator, working_size
 from .dibr import half_disparity
 from .estimators import make_estimator
@@ -33,8 +34,6 @@ from .timing import CONTEXT, ConversionReport, PhaseClock
 from .versions import fingerprint
 
 log = logging.getLogger(__name__)
-
-MODES: tuple[Mode, ...] = ("anaglyph", "sbs")
 
 
 class StereoModel:
@@ -60,7 +59,7 @@ class StereoModel:
         """Frames of the previous segment this model reads before a segment (``STEREO_CONTEXT_FRAMES``)."""
         return self.settings.context_frames
 
-    def infer(self, src: Path, dst: Path, mode: Literal["anaglyph", "sbs"], context: Path | None = None) -> None:
+    def infer(self, src: Path, dst: Path, mode: Mode, context: Path | None = None) -> None:
         """Convert the segment at ``src`` into a stereo segment at ``dst`` (mp4); ``context``: the previous one."""
         self.convert(src, dst, mode, context=context)
 
@@ -76,11 +75,11 @@ class StereoModel:
             for mode in MODES:
                 self.convert(clip, Path(tmp) / f"warm-{mode}.mp4", mode)
 
-    def convert(self, src: Path, dst: Path, mode: Literal["anaglyph", "sbs"],
+    def convert(self, src: Path, dst: Path, mode: Mode,
                 preview: Path | None = None, context: Path | None = None) -> ConversionReport:
         """Convert like ``infer`` and report frames and per-phase time; ``preview`` gets the middle frame as PNG."""
         if mode not in MODES:
-            raise ModelRejected(f"mode {mode!r} is not anaglyph or sbs")
+            raise ModelRejected(not_a_mode(mode))
         fork = getattr(self.estimator, "fork", None)
         try:
             if fork is None:

@@ -25,56 +25,75 @@ Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium
 
 
 class StereoSettings(BaseSettings):
-    """Every knob of the converter; each field is read from the environment variable named in its alias."""
+    """Every knob of the converter; each field is read from the environment variable named in its alias.
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    Each field's docstring is its description (``use_attribute_docstrings``): the settings table in
+    docs/stereo.md is generated from them.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True,
+                                      use_attribute_docstrings=True)
 
     divergence: float = Field(2.0, validation_alias="STEREO_DIVERGENCE")
-    """Largest disparity between the views (depth 0 to 1), in percent of the frame width."""
+    """Largest disparity between the views (depth 0 to 1), in percent of the frame width
+    (0-10)."""
     convergence: float = Field(0.5, validation_alias="STEREO_CONVERGENCE")
     """Normalised depth (0 far .. 1 near) that lands on the screen plane (zero disparity)."""
     depth_width: int = Field(192, validation_alias="STEREO_DEPTH_WIDTH")
-    """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio)."""
+    """Width in pixels of the frames handed to the depth estimator (height keeps the aspect ratio); 518
+    for Depth-Anything."""
     depth: Literal["hybrid", "heuristic", "onnx"] = Field("hybrid", validation_alias="STEREO_DEPTH")
     """``hybrid``: a network (FastDepth, shipped, or ``STEREO_DEPTH_MODEL``) fused with the position prior and
     motion parallax; ``heuristic``: monocular cues only; ``onnx``: the network of ``STEREO_DEPTH_MODEL`` alone."""
     depth_model: Path | None = Field(None, validation_alias="STEREO_DEPTH_MODEL")
+    """The ``.onnx`` file: the network of ``STEREO_DEPTH=onnx``; with ``hybrid``, a network used instead of the
+    shipped FastDepth."""
     depth_normalize: Literal["imagenet", "unit"] | None = Field(None, validation_alias="STEREO_DEPTH_NORMALIZE")
-    """ONNX network input scaling: ImageNet mean/std or plain 0..1; None = the model's metadata, else imagenet."""
+    """ONNX network input scaling: ``imagenet`` (``(x/255 - mean)/std``) or ``unit`` (``x/255``);
+    unset: the model's metadata, else imagenet."""
     depth_output: Literal["inverse", "depth"] | None = Field(None, validation_alias="STEREO_DEPTH_OUTPUT")
-    """ONNX network output: inverse depth (larger = nearer) or depth (larger = farther); None = metadata, else
-    inverse."""
+    """ONNX network output: inverse depth (larger = nearer) or depth (larger = farther); unset: the model's
+    metadata, else inverse."""
     depth_input_size: Annotated[tuple[int, int] | None, NoDecode] = Field(
         None, validation_alias="STEREO_DEPTH_INPUT_SIZE")
     """A fixed (width, height) the frames are resized to for the ONNX network (``WxH``)."""
     depth_multiple: int | None = Field(None, validation_alias="STEREO_DEPTH_MULTIPLE")
-    """Free input sizes of the ONNX network are rounded to a multiple of this; None = metadata, else 14."""
+    """Free input sizes of the ONNX network are rounded to a multiple of this; unset: the model's
+    metadata, else 14 (not with ``STEREO_DEPTH_INPUT_SIZE``)."""
     onnx_threads: int = Field(1, validation_alias="STEREO_ONNX_THREADS")
     """onnxruntime intra-op threads on CPU; fixed, because float reductions differ with the thread count."""
     batch: int = Field(4, validation_alias="STEREO_BATCH")
     """Frames per depth-estimator call; does not change the output bytes."""
     sbs: Literal["full", "half"] = Field("full", validation_alias="STEREO_SBS")
+    """``full``: side by side at 2W x H; ``half``: W x H, two half-width views."""
     preset: Preset = Field("veryfast", validation_alias="STEREO_PRESET")
+    """x264 preset."""
     crf: int = Field(20, validation_alias="STEREO_CRF")
+    """x264 constant rate factor (0-51)."""
     encoder_threads: int = Field(1, validation_alias="STEREO_ENCODER_THREADS")
     """x264 frame threads (also used for decoding); a fixed number because x264's bitstream depends on it."""
     max_frame_pixels: int = Field(3840 * 2160, validation_alias="MAX_FRAME_PIXELS")
-    """Larger inputs are rejected from the header; 4K UHD by default (peak memory in README, stereo section)."""
+    """Larger inputs are rejected from the header, before decoding; 3840x2160 (4K UHD) by default
+    (peak memory: docs/stereo.md, "4K")."""
     device: str = Field("cpu", validation_alias="STEREO_DEVICE")
-    """Where an ONNX depth network runs: ``cpu``, ``cuda`` (device 0) or ``cuda:N`` (``onnxruntime-gpu``)."""
+    """Where an ONNX depth network runs: ``cpu``, ``cuda`` (GPU 0) or ``cuda:N`` (GPU N); ``cuda`` needs
+    ``onnxruntime-gpu`` instead of ``onnxruntime``."""
     cuda_mem_limit_gib: float | None = Field(None, validation_alias="STEREO_CUDA_MEM_LIMIT_GIB")
-    """Cap of onnxruntime's CUDA memory arena in GiB (None: no cap), so several processes can share a GPU."""
+    """Cap of onnxruntime's CUDA memory arena in GiB (0.25-1024; also TensorRT's workspace), so several processes
+    can share a GPU; unset: no cap."""
     cudnn_conv_algo_search: Literal["exhaustive", "heuristic", "default"] = Field(
         "exhaustive", validation_alias="STEREO_CUDNN_CONV_ALGO_SEARCH")
-    """How cuDNN picks convolution kernels per input shape: timed (fastest, costs the first batch of each shape),
-    by heuristic, or the default kernel."""
+    """How cuDNN picks a convolution kernel per input shape: timed on the first batch of each shape (fastest
+    afterwards), by heuristic, or the default kernel."""
     cuda_arena: Literal["next_power_of_two", "same_as_requested"] = Field(
         "same_as_requested", validation_alias="STEREO_CUDA_ARENA")
-    """How the CUDA memory arena grows: by what is asked (tight), or to the next power of two (fewer grows)."""
+    """How the CUDA memory arena grows: by what a run asks for (tight), or to the next power of two (fewer
+    grows)."""
     tensorrt: bool = Field(False, validation_alias="STEREO_TENSORRT")
-    """``on``: the TensorRT execution provider first (CUDA for the nodes it does not take); needs TensorRT."""
+    """``on``: onnxruntime's TensorRT provider first, CUDA for the nodes it does not take; needs the TensorRT
+    libraries onnxruntime-gpu was built for."""
     tensorrt_cache_dir: Path | None = Field(None, validation_alias="STEREO_TENSORRT_CACHE_DIR")
-    """Where TensorRT keeps its built engines (None: ``~/.cache/video-worker/tensorrt``)."""
+    """Where TensorRT keeps its built engines; unset: ``~/.cache/video-worker/tensorrt``."""
     fp16: bool = Field(False, validation_alias="STEREO_FP16")
     """``on``: TensorRT builds half-precision engines (needs ``STEREO_TENSORRT=on``). The CUDA provider runs a
     network in the precision it was exported in: for fp16 there, export an fp16 model."""

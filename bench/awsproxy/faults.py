@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.support.awsproxy.wire import Call, Reply
+from bench.awsproxy.wire import Call, Reply
 
 
 @dataclass

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from tests.support.awsproxy.actions import detail, json_action, s3_action
-from tests.support.awsproxy.faults import Fault, Faults
-from tests.support.awsproxy.wire import Call, Reply, Request
+from bench.awsproxy.actions import detail, json_action, s3_action
+from bench.awsproxy.faults import Fault, Faults
+from bench.awsproxy.wire import Call, Reply, Request
 
 __all__ = ["AwsProxy", "Call", "Reply", "Request", "count", "json_action", "s3_action"]
 
