@@ -32,3 +32,28 @@ def test_the_dry_run_reports_every_part(tmp_path: Path) -> None:
     assert len(worker["fingerprint"]) == 16
     assert "### The network alone" in out.stdout and "### The worker end to end" in out.stdout
     assert not benchmarks.exists()  # a dry run prints its section, never records it
+
+
+def test_the_busy_share_is_taken_over_the_window_asked_for() -> None:
+    from bench.gpu_meter import DeviceBusy
+
+    meter = DeviceBusy(samples=[(10.0, 0), (11.0, 90), (12.0, 100), (13.0, 0)])
+    assert meter.busy == 0.475
+    assert meter.busy_between(10.5, 12.5) == 0.95  # the worker's window: first upload to last completion
+    assert meter.busy_between(20.0, 30.0) is None
+
+
+def test_a_real_run_s_section_shows_busy_shares_and_failures() -> None:
+    from bench.gpu import Conversion, GpuReport, NetworkRate
+    from bench.gpu_report import markdown
+
+    report = GpuReport(False, "cuda", gpu="NVIDIA H100 80GB HBM3", onnxruntime="1.26.0",
+                       providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+                       networks=[NetworkRate("ViT-S-shaped", (518, 518), 8, 412.0, 0.97)],
+                       conversions=[Conversion("FastDepth", 250, 4.0, 62.5, 0.18, 1.9)],
+                       errors=["worker: RuntimeError: the emulator did not start"])
+    text = markdown(report)
+    assert "on NVIDIA H100 80GB HBM3, onnxruntime 1.26.0" in text and "--dry-run" not in text
+    assert "| ViT-S-shaped | 518x518 | 412 (97%) |" in text
+    assert "| FastDepth | 250 | 62.5 | 18% | 1.90 |" in text
+    assert "- worker: RuntimeError: the emulator did not start" in text
