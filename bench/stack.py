@@ -99,6 +99,7 @@ class Stack:
             "VIDEO_WORKER_QUEUE_URL": self.res.queue_url,
             "AWS_ENDPOINT_URL": self.proxy.endpoint,
             "VIDEO_WORKER_SCRATCH_DIR": str(self.dir / scratch),
+            "MODEL": "passthrough",  # the plumbing families measure the pipeline, not the converter (extra overrides)
         }
         values.update(extra)
         return values

@@ -70,6 +70,7 @@ class Pipeline(Outcome):
     encoder_threads: int = 1
     alone: list[AloneRun] = field(default_factory=list)  # the model alone on the same segments (the yardstick)
     wall: float = 0.0  # first upload → last completion row
+    started: float = 0.0  # time.time() of the first upload
     model_cpu: float = 0.0  # the model processes
     main_cpu: float = 0.0  # the worker's main process
     harness_cpu: float = 0.0  # the emulator, the proxy (this process) and the bridge: not on a worker host
@@ -182,7 +183,7 @@ def _measure(result: Pipeline, st: Stack, children: list[Child], job: str, segme
     result.model_cpu, result.main_cpu = cpu.get("worker pool", 0.0), cpu.get("worker main", 0.0)
     result.harness_cpu = cpu["emulator"] + cpu["proxy + benchmark"] + cpu.get("bridge", 0.0)
     last = max(r.end for r in rows)
-    result.wall = last - mark
+    result.wall, result.started = last - mark, mark
     deadline = time.monotonic() + 10  # an infer task logs its success after the chain's last stage
     while len(_infers(worker.log(), worker.name)) < len(segments) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -19,6 +19,10 @@ from video_worker.ops.dev import FAKE_CREDENTIALS, start_emulator
 from video_worker.ops.provision import provision
 from video_worker.settings import Settings
 
+# The suite's workers copy segments unchanged unless a test names its model (MODEL=stereo, simulated, ...): the
+# converter, the default a deployment gets, is tested where it is the subject (tests/stereo, the stereo pipeline).
+os.environ.setdefault("MODEL", "passthrough")
+
 
 @pytest.fixture
 def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:

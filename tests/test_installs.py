@@ -86,6 +86,14 @@ def test_what_needs_an_extra_names_it_in_one_line(bare: Path, tmp_path: Path, ar
     assert f"pip install 'video-worker[{extra}]'" in lines[0]
 
 
+def test_a_bare_worker_without_model_stops_naming_the_converter_it_needs(bare: Path, tmp_path: Path) -> None:
+    """The default ``MODEL`` is the converter: a bare install says what to add rather than copy 2D segments."""
+    out = _run(bare, tmp_path, "-m", "celery", "-A", "video_worker", "worker", "-P", "solo")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == ("video-worker: MODEL 'stereo' needs the stereo extra: pip install "
+                                  "'video-worker[stereo]' (missing: av, numpy, cv2)")
+
+
 def test_the_bare_install_runs_the_worker_and_the_bridge_commands(bare: Path, tmp_path: Path) -> None:
     """What a bare install is for starts (up to needing AWS): ``--help`` of each command, the app loads."""
     for argv in (["-m", "video_worker", "--help"], ["-m", "video_worker", "bridge", "--help"],

@@ -169,9 +169,10 @@ def test_infer_concurrency_defaults_to_the_models_own_and_the_setting_wins(
 ) -> None:
     env.delenv("INFER_CONCURRENCY", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 6)
-    assert load_settings().infer_concurrency == 1  # passthrough: one model, one accelerator
+    assert load_settings().infer_concurrency == 6  # the default, stereo, a CPU model: one per core
+    env.setenv("MODEL", "simulated")
+    assert load_settings().infer_concurrency == 1  # one model, one accelerator
     env.setenv("MODEL", "stereo")
-    assert load_settings().infer_concurrency == 6  # a CPU model: one per core
     env.setenv("INFER_CONCURRENCY", "2")
     s = load_settings()
     assert s.infer_concurrency == 2

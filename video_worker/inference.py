@@ -46,7 +46,7 @@ MODEL_EXTRAS: dict[str, str] = {"stereo": "stereo"}
 CPU_MODELS: frozenset[str] = frozenset({"stereo"})
 #: A built-in model's start-up check of its own settings (cheap: no model is built): name → ``module:function``.
 CHECKS: dict[str, str] = {
-    "stereo": "video_worker.models.stereo.settings:load_settings",
+    "stereo": "video_worker.models.stereo.ort_device:check_settings",
 }
 
 

@@ -103,9 +103,13 @@ class Settings(BaseSettings):
     scratch_max_age_seconds: int = Field(3 * 3600, ge=60, validation_alias="SCRATCH_MAX_AGE_SECONDS",
         description="scratch files older than this are orphans (a chain that moved host or failed): removed at "
                     "start, then every 15 minutes")
-    model: str = Field("passthrough", min_length=1, validation_alias="MODEL",
-        description="the inference model: `passthrough`, `stereo` (the CPU 2D-to-3D converter), `simulated`, an "
-                    "entry-point name, or `package.module:factory`")
+    # The converter by default: a worker deployed for 2D->3D that silently copied 2D bytes to the 3D output keys
+    # would be the worst surprise. A bare install (no stereo extra) stops at start-up with one line naming the
+    # extra; MODEL=passthrough (copy the segment unchanged) is there to test the plumbing without it.
+    model: str = Field("stereo", min_length=1, validation_alias="MODEL",
+        description="the inference model: `stereo` (the 2D-to-3D converter; a worker without the stereo extra stops "
+                    "at start-up saying so), `passthrough` (copies each segment unchanged: for testing the "
+                    "plumbing), `simulated`, an entry-point name, or `package.module:factory`")
     simulated_infer_seconds: float = Field(1.0, ge=0, le=3600, validation_alias="SIMULATED_INFER_SECONDS",
         description="busy seconds per segment of `MODEL=simulated` (a stand-in for a GPU model in benchmarks)")
     worker_pool: Literal["threads", "prefork", "solo"] = Field("threads", validation_alias="WORKER_POOL",

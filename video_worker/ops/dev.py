@@ -44,6 +44,11 @@ def start_emulator(port: int = 0) -> tuple[object, str]:
     return server, f"http://127.0.0.1:{bound}"
 
 
+def configured_model() -> str:
+    """``MODEL`` from the environment, else the default (``stereo``: the converter)."""
+    return os.environ.get("MODEL") or str(Settings.model_fields["model"].default)
+
+
 def dev_environment(endpoint: str, res: Resources, scratch: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(FAKE_CREDENTIALS)
@@ -112,6 +117,8 @@ def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool |
     if demo:
         extras.require("stereo", "video-worker dev --demo (it runs MODEL=stereo)")
         check_model("stereo")  # its STEREO_* settings
+    else:
+        check_model(configured_model())  # the worker's model (the converter by default): its extra, its settings
     server, endpoint = start_emulator(port)
     scratch = Path(tempfile.mkdtemp(prefix="video-worker-dev-"))
     os.environ.update(FAKE_CREDENTIALS)
@@ -127,7 +134,8 @@ def run_dev(*, demo: bool, port: int = 0, timeout: float = 120.0, flower: bool |
     env = dev_environment(endpoint, res, scratch)
     if demo:
         env["MODEL"] = "stereo"
-    print(f"emulator: {endpoint}; for video-worker submit, status and dlq in another shell:", flush=True)
+    print(f"emulator: {endpoint}; model: {env.get('MODEL') or configured_model()}; for video-worker submit, status "
+          "and dlq in another shell:", flush=True)
     for name, value in sorted(client_environment(env, res).items()):
         print(f"  export {name}={value}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # stop as Ctrl-C does: children and the emulator with it

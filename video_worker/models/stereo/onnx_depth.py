@@ -14,6 +14,8 @@ import numpy.typing as npt
 from video_worker.errors import ConfigError, PermanentError, TransientError
 
 from .depth import Depths, Frames, working_size
+from .ort_device import DeviceOptions, preload_gpu_libraries
+from .ort_run import BatchRunner, binding_device, is_out_of_memory
 from .settings import file_digest, parse_size
 
 # The network's conventions are declared, not guessed (settings, else the model's ONNX metadata, else the defaults,
@@ -45,16 +47,6 @@ SUGGEST_MULTIPLES = (8, 14, 16, 32, 64)
 RANGE_KEEP = 0.8
 """Weight of the previous frames' depth range in the moving average of the normalisation range."""
 LOW_PCT, HIGH_PCT = 2.0, 98.0
-_OOM_MARKERS = ("failed to allocate", "out of memory", "cudaerrormemoryallocation", "cuda_error_out_of_memory",
-                "bad_alloc", "alloc_failed", "cudnn_status_alloc")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True when an onnxruntime error reports a failed (GPU or host) allocation."""
-    text = str(exc).lower()
-    return any(marker in text for marker in _OOM_MARKERS)
-
-
 def ort_reason(exc: BaseException) -> str:
     """onnxruntime's error, short and on one line: the failing node and its status message, without source paths."""
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -110,17 +102,23 @@ class OnnxDepth:
 
     ``normalize``, ``output``, ``input_size`` (w, h) and ``multiple`` are the ``STEREO_DEPTH_*`` settings: None takes
     the model's metadata, else the default. ``work_width`` is ``STEREO_DEPTH_WIDTH``, the dry run's frame width.
+    ``device``: where it runs (``ort_device``); on a GPU a batch of ``warm_batch`` frames ``warm_width`` wide (else
+    ``work_width``) is run once at the end, so the first segment does not pay for the start-up.
     """
 
     def __init__(self, model: Path, threads: int = 1, providers: list[str] | None = None, *,
                  normalize: str | None = None, output: str | None = None, input_size: tuple[int, int] | None = None,
-                 multiple: int | None = None, work_width: int = 192, dry_run: bool = True) -> None:
+                 multiple: int | None = None, work_width: int = 192, dry_run: bool = True,
+                 device: DeviceOptions | None = None, warm_batch: int = 0, warm_width: int | None = None) -> None:
         import onnxruntime as ort
 
         self._ort = ort
         self._model = model
+        self.device = device or DeviceOptions()
+        if self.device.on_gpu:
+            preload_gpu_libraries(ort)
         available = ort.get_available_providers()
-        wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        wanted: list[Any] = providers or self.device.providers(available, ort.__version__)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -133,6 +131,8 @@ class OnnxDepth:
                 raise TransientError(f"out of memory loading {model}: {str(exc).splitlines()[0]}") from exc
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ConfigError(f"STEREO_DEPTH_MODEL={str(model)!r} cannot be loaded: {first}") from None
+        if providers is None:
+            self.device.check_started(self._session.get_providers())
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         layout = layout_of(list(inputs[0].shape)) if len(inputs) == 1 and inputs[0].shape is not None else None
         if layout is None:
@@ -175,10 +175,21 @@ class OnnxDepth:
         self._height = fixed_h or (size[1] if size else None)
         self.provider = self._session.get_providers()[0]
         conventions = f"{self.normalize},{self.output},{self._width or '*'}x{self._height or '*'}/{self.multiple}"
-        self.version = f"onnx-2:{file_digest(model)[:16]}:{conventions}:{self.provider}:{ort.__version__}"
+        self.version = (f"onnx-2:{file_digest(model)[:16]}:{conventions}:{self.provider}:{ort.__version__}"
+                        f"{self.device.tag}")
+        self._runner = BatchRunner(self._session, self._input, self._output, self._batch, ort,
+                                   binding_device(self.device))
         self.reset()
         if dry_run:
             self.dry_run(work_width)
+        if warm_batch and self.device.on_gpu:
+            self.warm_up(warm_width or work_width, warm_batch)
+
+    def warm_up(self, work_width: int, batch: int) -> None:
+        """One batch of ``batch`` dummy frames of the working width (16:9) through the network, so the first
+        segment does not pay for CUDA's lazy start, cuDNN's kernel search or TensorRT's engine build."""
+        w, h = working_size(work_width, max(2, round(work_width * PROBE_ASPECT)), work_width)
+        self._runner.run(self._prepare(np.repeat(_probe_frame(w, h)[None], batch, axis=0)))
 
     def _choose(self, value: str | None, meta: dict[str, str], key: str, choices: tuple[str, ...], default: str,
                 env: str) -> str:
@@ -312,23 +323,9 @@ class OnnxDepth:
         return blob
 
     def _run_all(self, blob: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Run the network in chunks of its fixed batch size (padding the last chunk), or all at once."""
-        n = len(blob)
-        step = self._batch or n
-        maps: list[npt.NDArray[np.float32]] = []
-        for start in range(0, n, step):
-            chunk = blob[start : start + step]
-            real = len(chunk)
-            if real < step:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])
-            try:
-                result = self._session.run([self._output], {self._input: chunk})[0]
-            except Exception as exc:
-                if is_out_of_memory(exc):
-                    raise TransientError(f"depth network out of memory: {str(exc).splitlines()[0]}") from exc
-                raise
-            maps.append(np.asarray(result, np.float32)[:real])
-        return np.concatenate(maps)
+        """Run the network in chunks of its fixed batch size (padding the last chunk), or all at once (in halves
+        when a batch runs out of memory)."""
+        return self._runner.run(blob)
 
     def _infer(self, blob: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The network's maps (NxHxW) for a prepared batch; a failure is one line naming the input size."""

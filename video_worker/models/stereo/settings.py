@@ -6,6 +6,7 @@ Pydantic only, so the worker can check them at start-up without the video librar
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -81,6 +82,28 @@ class StereoSettings(BaseSettings):
     pipeline: bool = Field(True, validation_alias="STEREO_PIPELINE")
     """Decode, depth, render and encode overlap in threads (on); off: one after another in the calling thread.
     Does not change the output bytes."""
+    device: str = Field("cpu", validation_alias="STEREO_DEVICE")
+    """Where an ONNX depth network runs: ``cpu``, ``cuda`` (GPU 0) or ``cuda:N`` (GPU N); ``cuda`` needs
+    ``onnxruntime-gpu`` instead of ``onnxruntime``."""
+    cuda_mem_limit_gib: float | None = Field(None, validation_alias="STEREO_CUDA_MEM_LIMIT_GIB")
+    """Cap of onnxruntime's CUDA memory arena in GiB (0.25-1024; also TensorRT's workspace), so several processes
+    can share a GPU; unset: no cap."""
+    cudnn_conv_algo_search: Literal["exhaustive", "heuristic", "default"] = Field(
+        "exhaustive", validation_alias="STEREO_CUDNN_CONV_ALGO_SEARCH")
+    """How cuDNN picks a convolution kernel per input shape: timed on the first batch of each shape (fastest
+    afterwards), by heuristic, or the default kernel."""
+    cuda_arena: Literal["next_power_of_two", "same_as_requested"] = Field(
+        "same_as_requested", validation_alias="STEREO_CUDA_ARENA")
+    """How the CUDA memory arena grows: by what a run asks for (tight), or to the next power of two (fewer
+    grows)."""
+    tensorrt: bool = Field(False, validation_alias="STEREO_TENSORRT")
+    """``on``: onnxruntime's TensorRT provider first, CUDA for the nodes it does not take; needs the TensorRT
+    libraries onnxruntime-gpu was built for."""
+    tensorrt_cache_dir: Path | None = Field(None, validation_alias="STEREO_TENSORRT_CACHE_DIR")
+    """Where TensorRT keeps its built engines; unset: ``~/.cache/video-worker/tensorrt``."""
+    fp16: bool = Field(False, validation_alias="STEREO_FP16")
+    """``on``: TensorRT builds half-precision engines (needs ``STEREO_TENSORRT=on``). The CUDA provider runs a
+    network in the precision it was exported in: for fp16 there, export an fp16 model."""
     context_frames: int = Field(24, validation_alias="STEREO_CONTEXT_FRAMES")
     """Frames of the previous segment the estimator runs over before a segment, so depth does not jump at the
     cut (0: none). Its temporal state forgets 30 % a frame: 24 frames leave 0.02 % of where it started."""
@@ -165,6 +188,21 @@ class StereoSettings(BaseSettings):
             raise ValueError("must be between 0 (no context) and 300 frames")
         return v
 
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, v: Any) -> Any:
+        text = str(v).strip().lower()
+        if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", text):
+            raise ValueError("must be cpu, cuda or cuda:N (N: the GPU's index)")
+        return text
+
+    @field_validator("cuda_mem_limit_gib")
+    @classmethod
+    def _cuda_mem_limit(cls, v: float | None) -> float | None:
+        if v is not None and not 0.25 <= v <= 1024:
+            raise ValueError("must be between 0.25 and 1024 GiB")
+        return v
+
     @field_validator("max_frame_pixels")
     @classmethod
     def _max_pixels(cls, v: int) -> int:
@@ -179,6 +217,13 @@ class StereoSettings(BaseSettings):
                 raise ValueError("STEREO_DEPTH_MODEL is required when STEREO_DEPTH=onnx")
             if not self.depth_model.is_file():
                 raise ValueError(f"STEREO_DEPTH_MODEL={str(self.depth_model)!r}: no such file")
+        if self.device == "cpu" and (self.tensorrt or self.fp16 or self.cuda_mem_limit_gib is not None):
+            used = [n for n, on in (("STEREO_TENSORRT=on", self.tensorrt), ("STEREO_FP16=on", self.fp16),
+                                    ("STEREO_CUDA_MEM_LIMIT_GIB", self.cuda_mem_limit_gib is not None)) if on]
+            raise ValueError(f"{' and '.join(used)} need a GPU: set STEREO_DEVICE=cuda (or cuda:N)")
+        if self.fp16 and not self.tensorrt:
+            raise ValueError("STEREO_FP16=on needs STEREO_TENSORRT=on (TensorRT builds fp16 engines); the CUDA "
+                             "provider runs a network in the precision it was exported in: export an fp16 model")
         if self.depth_input_size is not None and self.depth_multiple is not None:
             w, h = self.depth_input_size
             raise ValueError(f"STEREO_DEPTH_INPUT_SIZE={w}x{h} and STEREO_DEPTH_MULTIPLE={self.depth_multiple} are "
@@ -199,6 +244,10 @@ class StereoSettings(BaseSettings):
             fields["depth_output"] = self.depth_output
             fields["depth_input_size"] = self.depth_input_size
             fields["depth_multiple"] = self.depth_multiple
+        if self.device != "cpu" and self.depth != "heuristic":
+            fields["device"] = "cuda"  # not the index: which GPU of the host ran it is not a setting of the output
+            fields["tensorrt"] = self.tensorrt
+            fields["fp16"] = self.fp16
         return fields
 
 

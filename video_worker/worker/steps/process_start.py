@@ -44,5 +44,14 @@ class ProcessStart(bootsteps.StartStopStep):
 
 
 def init_process(app: Any) -> None:
-    """The one per-process initialisation hook (see the module's doc): build the process's resources now."""
+    """The one per-process initialisation hook (see the module's doc): build the process's resources now.
+
+    The model is checked first, as ``ProcessStart`` does: the solo pool sends ``worker_process_init`` when it is
+    made, before that step starts, and a bare install (no stereo extra, ``MODEL=stereo`` by default) must stop
+    with one line there too, not a logged traceback."""
+    try:
+        check_model(app.settings.model)
+    except ConfigError as exc:
+        print(f"video-worker: {exc}", file=sys.__stderr__, flush=True)
+        os._exit(2)
     app.context.start()
