@@ -97,11 +97,14 @@ class Child:
         with self._lock:
             return len(self._in_flight)
 
-    def submit(self, stage: str, paths: tuple[str, str, str, str | None]) -> Request:
-        """Send one segment (src, dst, mode, context); its answer arrives on the returned request."""
+    def submit(self, stage: str, paths: tuple[str, str, str, str | None]) -> Request | None:
+        """Send one segment (src, dst, mode, context); its answer arrives on the returned request. None if the
+        process was lost (killed for another segment) since the caller chose it: choose again."""
         with self._lock:
-            if self.lost or not self._free:
-                raise WorkerLost(f"model process {self.pid} is gone")  # pragma: no cover - the runner prevents it
+            if self.lost:
+                return None
+            if not self._free:  # the runner places at most ``capacity`` requests on a process
+                raise RuntimeError(f"model process {self.pid} has no free slot")
             slot = self._free.pop()
             request = Request(next(self._ids), slot, stage, self.board.read(slot))
             self._in_flight[request.id] = request

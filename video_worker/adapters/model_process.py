@@ -164,8 +164,9 @@ class ProcessRunner:
                 place = min(self._places, key=lambda p: p.placed)
                 place.placed += 1
             try:
-                child = self._child_of(place)
-                request = child.submit(deadline.stage, (str(src), str(dst), mode, str(context) if context else None))
+                paths = (str(src), str(dst), mode, str(context) if context else None)
+                while (request := (child := self._child_of(place)).submit(deadline.stage, paths)) is None:
+                    pass  # the process was killed for another segment after it was chosen: a fresh one
                 self._await(child, request, deadline.restart())
             finally:
                 with self._lock:
