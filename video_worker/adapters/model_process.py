@@ -180,8 +180,9 @@ class ProcessRunner:
                 child.kill(request, StageTimeout(f"{deadline.expired()}; model process {child.pid} killed"))
             elif watch is not None and watch.stalled():
                 child.kill(request, ModelStalled(
-                    f"{deadline.stage}: the model made no progress for {watch.idle():.0f}s (STEREO_STALL_SECONDS="
-                    f"{watch.limit:g}) after {watch.steps} progress report(s); model process {child.pid} killed"))
+                    f"the model made no progress for {watch.idle():.0f}s while running {deadline.stage} "
+                    f"(STEREO_STALL_SECONDS={watch.limit:g}) after {watch.steps} progress report(s); "
+                    f"model process {child.pid} killed"))
         if request.error is not None:
             raise request.error
 
