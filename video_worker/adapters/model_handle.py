@@ -141,7 +141,8 @@ class Child:
             elif answer[0] == "error":
                 self._finish(answer[1], _error(answer[2], answer[3]))
         self._died()
-        self.conn.close()
+        with self._send_lock:  # not while ``stop`` shuts the socket down: its descriptor must not be reused
+            self.conn.close()
 
     def _died(self) -> None:
         """The socket closed: every request still in flight failed with the process (``WorkerLost``)."""
@@ -176,7 +177,7 @@ class Child:
 
         The reader thread closes the socket once the process has gone (closing it under a thread blocked in
         ``recv`` would not wake that thread)."""
-        with contextlib.suppress(OSError):
+        with self._send_lock, contextlib.suppress(OSError):  # OSError: the reader closed it, the process is gone
             end = socket.socket(fileno=self.conn.fileno())
             try:
                 end.shutdown(socket.SHUT_WR)
