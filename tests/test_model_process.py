@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from tests.support.stack import REPO, wait_until
 from video_worker.adapters.model_process import ProcessRunner
+from video_worker.adapters.model_progress import ProgressBoard, StallWatch
 from video_worker.errors import ConfigError, ModelStalled, SharedProcessKilled, StageTimeout, WorkerLost
 from video_worker.limits import Deadline
 from video_worker.settings import Settings
@@ -216,3 +218,21 @@ def test_a_crash_of_a_shared_process_fails_every_segment_in_flight_there(
         assert _convert(runner, tmp_path, "after", b"after") == b"after"
     finally:
         runner.close()
+
+
+def test_the_stall_watch_counts_from_the_last_change_of_the_shared_counter() -> None:
+    board, fd = ProgressBoard.create(2)
+    os.close(fd)
+    now = [100.0]
+    progress = board.reporter(1)
+    watch = StallWatch(board, 1, 10, board.read(1), clock=lambda: now[0])
+    now[0] = 109.0
+    assert not watch.stalled()
+    progress()
+    progress()
+    assert not watch.stalled() and watch.steps == 2 and board.read(0) == 0  # the other slot is untouched
+    now[0] = 118.9
+    assert not watch.stalled(), "10 s from the last progress, not from the start"
+    now[0] = 119.0
+    assert watch.stalled() and watch.idle() == 10
+    assert StallWatch(board, 1, 0, board.read(1), clock=lambda: now[0] + 1e6).stalled() is False  # 0: off
