@@ -12,7 +12,9 @@ from video_worker import failure_policy
 from video_worker.errors import (
     DiskFull,
     ModelRejected,
+    ModelStalled,
     ObjectNotFound,
+    SharedProcessKilled,
     StageTimeout,
     TransientError,
     Undelivered,
@@ -47,6 +49,19 @@ def test_a_model_process_that_died_counts_against_max_deliveries_not_max_retries
     assert isinstance(failure_policy.decide(generous, "video_worker.infer", lost, 1, 3), failure_policy.RetryLater)
     decision = failure_policy.decide(generous, "video_worker.infer", lost, 2, 3)
     assert decision == failure_policy.DeadLetterIt(f"{lost} (3 times; MAX_DELIVERIES=3)")
+
+
+def test_a_stalled_model_counts_against_max_deliveries_and_its_collateral_against_max_retries() -> None:
+    generous = RetryPolicy(RetryRule(max_retries=10), {})
+    stalled = ModelStalled("the model made no progress for 120s while running video_worker.infer")
+    assert isinstance(failure_policy.decide(generous, "video_worker.infer", stalled, 1, 3), failure_policy.RetryLater)
+    assert failure_policy.decide(generous, "video_worker.infer", stalled, 2, 3) == \
+        failure_policy.DeadLetterIt(f"{stalled} (3 times; MAX_DELIVERIES=3)")
+    collateral = SharedProcessKilled("model process 7, shared with another segment, was killed for that segment")
+    assert isinstance(failure_policy.decide(generous, "video_worker.infer", collateral, 2, 3),
+                      failure_policy.RetryLater)
+    assert isinstance(failure_policy.decide(generous, "video_worker.infer", collateral, 10, 3),
+                      failure_policy.DeadLetterIt)
 
 
 def test_timeouts_and_full_disks_are_transient() -> None:

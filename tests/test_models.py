@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -146,3 +146,25 @@ def test_the_stereo_model_checks_its_settings_before_anything_is_built(monkeypat
         inference.check_model("stereo")
     monkeypatch.setenv("STEREO_CRF", "23")
     inference.check_model("stereo")
+
+
+def test_progress_is_given_only_to_a_model_that_declares_it_reports_progress(tmp_path: Path) -> None:
+    from video_worker.inference import infer, reports_progress
+
+    calls: list[str] = []
+
+    class Reporting:
+        reports_progress = True
+
+        def infer(self, src: Path, dst: Path, mode: str, progress: Callable[[], None] | None = None) -> None:
+            assert progress is not None
+            progress()
+
+    src = tmp_path / "in.mp4"
+    src.write_bytes(b"x")
+    infer(Reporting(), src, tmp_path / "a.mp4", "sbs", None, progress=lambda: calls.append("step"))  # type: ignore[arg-type]
+    assert calls == ["step"]
+    passthrough = PassthroughModel()
+    assert not reports_progress(passthrough)
+    infer(passthrough, src, tmp_path / "b.mp4", "sbs", None, progress=lambda: calls.append("never"))  # no TypeError
+    assert (tmp_path / "b.mp4").read_bytes() == b"x" and calls == ["step"]

@@ -177,3 +177,39 @@ def test_infer_concurrency_defaults_to_the_models_own_and_the_setting_wins(
     s = load_settings()
     assert s.infer_concurrency == 2
     assert Settings.model_validate_json(s.model_dump_json()).infer_concurrency == 2  # as the model process gets it
+
+
+def test_infer_per_process_is_one_on_cpu_and_everything_in_one_process_on_an_accelerator(
+    env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("INFER_CONCURRENCY", "INFER_PER_PROCESS", "STEREO_DEVICE"):
+        env.delenv(name, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    env.setenv("MODEL", "stereo")
+    s = load_settings()
+    assert (s.infer_concurrency, s.infer_per_process, s.model_processes) == (6, 1, 6)  # processes scale over cores
+    env.setenv("STEREO_DEVICE", "cuda:0")
+    s = load_settings()
+    assert (s.infer_concurrency, s.infer_per_process, s.model_processes) == (6, 6, 1)  # one network on the GPU
+    env.setenv("STEREO_DEVICE", "cpu")
+    assert load_settings().infer_per_process == 1
+    env.setenv("INFER_PER_PROCESS", "4")
+    s = load_settings()
+    assert (s.infer_per_process, s.model_processes) == (4, 2)  # ceil(6 / 4)
+    env.setenv("INFER_PER_PROCESS", "16")
+    assert load_settings().infer_per_process == 6  # never more than INFER_CONCURRENCY
+    env.setenv("MODEL", "tests.support.models:progressing")
+    env.setenv("INFER_CONCURRENCY", "3")
+    env.delenv("INFER_PER_PROCESS")
+    env.setenv("STEREO_DEVICE", "cuda")
+    assert load_settings().infer_per_process == 1  # a plug-in is not known to be thread-safe: one per process
+
+
+def test_the_stall_limit_defaults_to_two_minutes_and_zero_turns_it_off(env: pytest.MonkeyPatch) -> None:
+    env.delenv("STEREO_STALL_SECONDS", raising=False)
+    assert load_settings().stall_seconds == 120
+    env.setenv("STEREO_STALL_SECONDS", "0")
+    assert load_settings().stall_seconds == 0
+    env.setenv("STEREO_STALL_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="STEREO_STALL_SECONDS"):
+        load_settings()

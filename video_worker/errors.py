@@ -7,8 +7,10 @@
   invalid payload, model rejects the input, a message that is not a task):
   the work is dead-lettered at once.
 * ``TransientError``   - throttling, 5xx, timeouts, connection resets, a full
-  disk, a stage over its time limit, a model process that died: the stage is
-  retried with backoff, then dead-lettered.
+  disk, a stage over its time limit, a model process that died or stalled
+  (``WorkerLost``, ``ModelStalled``: bounded by ``MAX_DELIVERIES``), a model
+  process killed for another segment it served (``SharedProcessKilled``): the
+  stage is retried with backoff, then dead-lettered.
 
 Adapters map SDK exceptions onto this tree at their edge (``raise … from exc``),
 so nothing above the adapters ever sees a botocore exception; ``classify``
@@ -99,7 +101,21 @@ class StageTimeout(TransientError):
 
 
 class WorkerLost(TransientError):
-    """The process running the model died (a crash, SIGKILL, the OOM killer) or was killed at its time limit."""
+    """The process running the model died (a crash, SIGKILL, the OOM killer) or was killed at its time limit.
+
+    Counts against ``MAX_DELIVERIES`` (``failure_policy.decide``): a segment that keeps taking its process
+    down is dead-lettered after that many attempts."""
+
+
+class ModelStalled(WorkerLost):
+    """A model that reports progress made none for ``STEREO_STALL_SECONDS``: its process was killed.
+
+    A ``WorkerLost``: retried, and dead-lettered after ``MAX_DELIVERIES`` attempts with the stall as reason."""
+
+
+class SharedProcessKilled(TransientError):
+    """The model process this segment shared with others was killed for another segment's sake (a stall or a
+    time limit there): retried like any transient error; not counted against ``MAX_DELIVERIES``."""
 
 
 class WriteConflict(TransientError):

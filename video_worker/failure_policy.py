@@ -8,7 +8,10 @@ asks this module:
 
 * a failed stage (``decide``): retried after a backoff (``RetryPolicy``) while
   it is transient and under its bound, else dead-lettered; a model process
-  that died counts against ``MAX_DELIVERIES``, like a worker that died;
+  that died, or was killed because its model stopped making progress
+  (``WorkerLost``, ``ModelStalled``), counts against ``MAX_DELIVERIES``, like a
+  worker that died (a segment killed only because it shared that process,
+  ``SharedProcessKilled``, is an ordinary transient failure);
 * a publish that fails (a retry, a hand-off, a dead letter, the bridge's
   chains, ``dlq replay``) is tried again with backoff for ``patience``
   seconds (``patiently``); if it still fails, ``Undelivered`` is raised and

@@ -44,6 +44,8 @@ BUILTIN: dict[str, str] = {
 MODEL_EXTRAS: dict[str, str] = {"stereo": "stereo"}
 #: Built-in models that run on the CPU: by default one inference per core (``default_infer_concurrency``).
 CPU_MODELS: frozenset[str] = frozenset({"stereo"})
+#: Built-in models one instance of which converts several segments at once in threads (one loaded network).
+THREAD_SAFE: frozenset[str] = frozenset({"stereo"})
 #: A built-in model's start-up check of its own settings (cheap: no model is built): name → ``module:function``.
 CHECKS: dict[str, str] = {
     "stereo": "video_worker.models.stereo.ort_device:check_settings",
@@ -147,17 +149,40 @@ def context_frames(model: Model) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def infer(model: Model, src: Path, dst: Path, mode: Mode, context: Path | None) -> None:
-    """``model.infer``, given ``context`` (the previous segment) only when the model declares it reads one."""
+def reports_progress(model: Model) -> bool:
+    """Whether ``model`` declares ``reports_progress = True``: its ``infer`` then takes ``progress=``, a
+    zero-argument callable it calls whenever its work advances (``ports.Model``)."""
+    return getattr(model, "reports_progress", False) is True
+
+
+def infer(model: Model, src: Path, dst: Path, mode: Mode, context: Path | None,
+          progress: Callable[[], None] | None = None) -> None:
+    """``model.infer``, given ``context`` (the previous segment) only when the model declares it reads one, and
+    ``progress`` only when it declares it reports progress."""
+    options: dict[str, Any] = {}
     if context is not None and context_frames(model):
-        model.infer(src, dst, mode, context=context)  # type: ignore[call-arg]
-    else:
-        model.infer(src, dst, mode)
+        options["context"] = context
+    if progress is not None and reports_progress(model):
+        options["progress"] = progress
+    model.infer(src, dst, mode, **options)
 
 
 def default_infer_concurrency(name: str, cores: int | None = None) -> int:
-    """Inferences at a time when ``INFER_CONCURRENCY`` is unset: one per core for a CPU model, else 1 (one
-    accelerator per worker process; a GPU depth network under ``MODEL=stereo`` sets ``INFER_CONCURRENCY=1``)."""
+    """Inferences at a time when ``INFER_CONCURRENCY`` is unset: one per core for a CPU model (``MODEL=stereo``,
+    also with its depth network on a GPU: decoding, rendering and encoding stay on the cores, and
+    ``default_infer_per_process`` puts them all in one model process sharing the network), else 1."""
     if name in CPU_MODELS:
         return max(1, cores if cores is not None else (os.cpu_count() or 1))
+    return 1
+
+
+def default_infer_per_process(name: str, concurrency: int, device: str | None = None) -> int:
+    """Inferences at a time in one model process when ``INFER_PER_PROCESS`` is unset.
+
+    1 (one process per inference: processes scale across the cores without the GIL), except for a built-in
+    model whose depth network runs on an accelerator (``device``, e.g. ``cuda``; not ``cpu``): all ``concurrency``
+    inferences then share one process and one copy of the network in the device's memory (``THREAD_SAFE``).
+    """
+    if name in THREAD_SAFE and device and device.strip().lower() not in ("cpu", ""):
+        return max(1, concurrency)
     return 1

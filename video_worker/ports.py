@@ -135,6 +135,10 @@ class Model(Protocol):
     A model with temporal state declares ``context_frames`` (an int > 0): its ``infer`` then also takes
     ``context=``, the previous segment of the same job when there is one (the worker fetches it), whose last
     frames it reads first so that neighbouring segments join without a jump.
+    A model that reports progress declares ``reports_progress = True``: its ``infer`` then also takes
+    ``progress=``, a zero-argument callable to call whenever its work advances (a frame decoded, a batch done,
+    a frame encoded); in a model process, one that makes no progress for ``STEREO_STALL_SECONDS`` is killed.
+    A model converted by several threads at once (``INFER_PER_PROCESS`` > 1) must be thread-safe.
     """
 
     def infer(self, src: Path, dst: Path, mode: Mode) -> None: ...

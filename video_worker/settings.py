@@ -19,7 +19,12 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from video_worker.errors import ConfigError
-from video_worker.inference import available_models, default_infer_concurrency, is_import_path
+from video_worker.inference import (
+    available_models,
+    default_infer_concurrency,
+    default_infer_per_process,
+    is_import_path,
+)
 from video_worker.logs import LogFormat
 from video_worker.retry_policy import RetryPolicy, RetryRule
 from video_worker.stages import STAGE_NAMES, stage_limits
@@ -122,6 +127,18 @@ class Settings(BaseSettings):
         description="inferences at a time per worker process; unset: the model's default, 1 (one model, one "
                     "accelerator), or one model process per core for a CPU model (`MODEL=stereo`; set `1` for a "
                     "GPU depth network)")
+    configured_infer_per_process: int | None = Field(None, ge=1, le=64, validation_alias="INFER_PER_PROCESS",
+        description="inferences at a time in one model process, in threads sharing its one loaded model (one "
+                    "network in GPU memory); the worker starts ceil(INFER_CONCURRENCY / INFER_PER_PROCESS) "
+                    "processes; unset: all in one process for `MODEL=stereo` with `STEREO_DEVICE` not `cpu`, else 1")
+    stereo_device: str | None = Field(None, validation_alias="STEREO_DEVICE",
+        description="read here only for the `INFER_PER_PROCESS` default (not `cpu`: an accelerator whose network "
+                    "all inferences share in one process); the converter's own setting of the same name is where "
+                    "its network runs")
+    stall_seconds: float = Field(120.0, ge=0, le=43200, validation_alias="STEREO_STALL_SECONDS",
+        description="a model that reports progress (`MODEL=stereo`) and makes none for this long is killed "
+                    "(`ModelStalled`: retried, dead-lettered after `MAX_DELIVERIES`); 0: off. The stage time limit "
+                    "stays the outer bound")
     chain_affinity: bool = Field(True, validation_alias="CHAIN_AFFINITY",
         description="run a chain's next stages on the host that ran the previous one (`off`: hop by hop through the "
                     "broker)")
@@ -245,6 +262,19 @@ class Settings(BaseSettings):
         if self.configured_infer_concurrency is not None:
             return self.configured_infer_concurrency
         return default_infer_concurrency(self.model)
+
+    @property
+    def infer_per_process(self) -> int:
+        """``INFER_PER_PROCESS``, else 1, or all of ``infer_concurrency`` for a depth network on an accelerator
+        (``inference.default_infer_per_process``); never more than ``infer_concurrency``."""
+        per_process = self.configured_infer_per_process or default_infer_per_process(
+            self.model, self.infer_concurrency, self.stereo_device)
+        return min(per_process, self.infer_concurrency)
+
+    @property
+    def model_processes(self) -> int:
+        """Model processes a worker process starts (``MODEL_ISOLATION=process``)."""
+        return -(-self.infer_concurrency // self.infer_per_process)
 
     @property
     def stage_time_limits(self) -> dict[str, float]:

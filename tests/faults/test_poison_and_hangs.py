@@ -1,4 +1,5 @@
-"""Segments that kill or hang the model: bounded by MAX_DELIVERIES and STAGE_TIME_LIMITS, then dead-lettered.
+"""Segments that kill, hang or stall the model: bounded by MAX_DELIVERIES, STAGE_TIME_LIMITS and
+STEREO_STALL_SECONDS, then dead-lettered.
 
 The models are ``tests.support.models:misbehaving``: a pass-through that
 SIGKILLs itself, aborts or never returns on inputs holding a marker. Good
@@ -9,6 +10,7 @@ the test restarts it as a supervisor would until the poison is bounded.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -116,6 +118,41 @@ def test_a_hung_model_is_killed_at_its_time_limit_and_the_host_keeps_working(
     assert letter["attempts"] == 2
     assert (completed, lost, dups) == (3, 0, 0)
     assert code == 0
+    assert scratch_files(procs.tmp / "scratch") == []
+
+
+def test_a_model_that_stops_making_progress_is_dead_lettered_after_max_deliveries_in_seconds(
+        aws: Aws, procs: Processes, report: Report) -> None:
+    """A model that reports progress (``reports_progress``) and stops: killed after ``STEREO_STALL_SECONDS`` (2 s
+    here), not at the infer time limit (its default, 1 h); ``ModelStalled`` is a ``WorkerLost``: retried, then
+    dead-lettered after ``MAX_DELIVERIES`` (3). Two segments share one model process: the others complete."""
+    env = {"MODEL": "tests.support.models:progressing", "STEREO_STALL_SECONDS": "2", "INFER_CONCURRENCY": "2",
+           "INFER_PER_PROCESS": "2", "TASK_RETRY_BASE_SECONDS": "0.5"}
+    worker = procs.worker(**env)
+    procs.bridge()
+    wait_until(lambda: "ready." in worker.log(), 60, "worker ready")
+    pid = worker.popen.pid
+    started = time.monotonic()
+    sent = _upload_marked(aws, "stall", 4, {2: b"STALL"})
+    [letter] = wait_until(lambda: dead_letters(procs), 120, "the stalled segment's dead letter")
+    dead_after = time.monotonic() - started
+    good = {i: data for i, data in sent.items() if i != 2}
+    settle(aws, "stall", good, 60)
+    completed, lost, dups = verify(aws, "stall", sent, [worker], dead=frozenset({2}))
+    report.outcomes.append(Outcome("a model that stops making progress on one segment (STEREO_STALL_SECONDS=2, "
+                                   "infer limit 1 h), among 3 good ones, 2 segments per model process",
+                                   len(sent), completed, 1, lost, dups, "3 stalls, each killed after 2 s",
+                                   time.monotonic() - started,
+                                   f"dead-lettered after {dead_after:.0f}s: {letter['error'][:70]}"))
+    assert letter["error_type"] == "ModelStalled" and letter["failed_task"] == "video_worker.infer"
+    assert re.search(r"the model made no progress for \d+s while running video_worker\.infer "
+                     r"\(STEREO_STALL_SECONDS=2\) after 3 progress report\(s\)", letter["error"])
+    assert "(3 times; MAX_DELIVERIES=3)" in letter["error"]
+    assert letter["payload"]["segment_index"] == 2 and letter["attempts"] == 3
+    assert worker.log().count("killing model process") == 3
+    assert dead_after < 60, "three stalls of 2 s and two short backoffs, not three infer time limits"
+    assert worker.alive() and worker.popen.pid == pid
+    assert (completed, lost, dups) == (3, 0, 0)
     assert scratch_files(procs.tmp / "scratch") == []
 
 

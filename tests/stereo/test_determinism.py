@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.stereo.conftest import Convert
 from video_worker.models.stereo import StereoModel, load_settings
@@ -91,3 +92,28 @@ def test_estimator_without_fork_is_serialised(clip: tuple[Path, Scene], converte
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda d: shared.convert(clip[0], d, "sbs"), dsts))
     assert {digest(d) for d in dsts} == {digest(tmp_path / "reference.mp4")}
+
+
+def test_conversions_sharing_one_model_process_give_the_reference_bytes(
+        clip: tuple[Path, Scene], converted: Convert, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``INFER_PER_PROCESS=2``: two segments at once in one model process (the GPU layout), one loaded model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.stack import REPO
+    from video_worker.adapters.model_process import ProcessRunner
+    from video_worker.limits import Deadline
+    from video_worker.settings import Settings
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    settings = Settings(input_bucket_name="in-b", output_bucket_name="out-b", segment_completions_table_name="tbl",
+                        model="stereo", configured_infer_concurrency=2, configured_infer_per_process=2)
+    runner = ProcessRunner(settings, settings.infer_concurrency, start_timeout=120)
+    try:
+        runner.start()
+        assert len(runner.children) == 1
+        dsts = [tmp_path / f"p{i}.mp4" for i in range(2)]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda d: runner.run(clip[0], d, "sbs", Deadline.start("video_worker.infer", 120)), dsts))
+        assert {digest(d) for d in dsts} == {digest(converted("sbs"))}
+    finally:
+        runner.close()

@@ -1,0 +1,83 @@
+"""How long a segment whose model stops making progress takes to be dead-lettered, with the default settings.
+
+Starts moto's server, provisions the seed's resources, starts one worker with
+``MODEL=tests.support.models:progressing`` and nothing else changed
+(``STEREO_STALL_SECONDS`` 120, ``MAX_DELIVERIES`` 3, the default retry backoff,
+the infer time limit of 1 h), uploads one segment on which the model reports
+progress three times and then hangs, beside ``--good`` good ones, and prints
+the seconds from the upload to its dead letter (and when each stall was
+killed, from the worker's log). Takes about 6 minutes.
+
+    PYTHONPATH=$PWD .venv/bin/python scripts/measure_stall_dead_letter.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.stack import Aws, Processes, wait_until  # noqa: E402
+from video_worker.adapters.aws import make_client  # noqa: E402
+from video_worker.keys import build_segment_key  # noqa: E402
+from video_worker.ops.dev import FAKE_CREDENTIALS, start_emulator  # noqa: E402
+from video_worker.ops.provision import provision  # noqa: E402
+from video_worker.ops.sample import sample_segment  # noqa: E402
+from video_worker.settings import Settings  # noqa: E402
+
+
+def dead_letters(procs: Processes) -> list[dict[str, object]]:
+    out = subprocess.run([sys.executable, "-m", "video_worker", "dlq", "list", "--json"], env=procs.env(),
+                         capture_output=True, text=True, timeout=60, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--good", type=int, default=2, help="good segments uploaded beside the stalled one")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the dead letter")
+    args = parser.parse_args()
+    os.environ.update(FAKE_CREDENTIALS)
+    server, endpoint = start_emulator()
+    procs: Processes | None = None
+    try:
+        prefix = f"m{uuid.uuid4().hex[:10]}"
+        boot = Settings(input_bucket_name="boot", output_bucket_name="boot", segment_completions_table_name="boot",
+                        aws_endpoint_url=endpoint)
+        s3, ddb, sqs = (make_client(n, boot.aws) for n in ("s3", "dynamodb", "sqs"))
+        aws = Aws(endpoint, provision(s3, ddb, sqs, prefix=prefix), s3, ddb, sqs, prefix)
+        procs = Processes(aws, Path(tempfile.mkdtemp(prefix="stall-")))
+        worker = procs.worker(MODEL="tests.support.models:progressing")
+        procs.bridge()
+        wait_until(lambda: "ready." in worker.log(), 120, "worker ready")
+        total = args.good + 1
+        started = time.monotonic()
+        for i in range(total):
+            body = (b"STALL" if i == 0 else b"") + sample_segment(20_000 + i, seed=i)
+            s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("stall", i, total, "sbs"), Body=body)
+        [letter] = wait_until(lambda: dead_letters(procs), args.timeout, "the dead letter")
+        elapsed = time.monotonic() - started
+        kills = re.findall(r"\[([^\]]+): WARNING/[^\]]*\] .*killing model process", worker.log())
+        print(f"dead-lettered after {elapsed:.1f}s ({elapsed / 60:.1f} min); attempts={letter['attempts']}; "
+              f"error_type={letter['error_type']}")
+        print(f"reason: {letter['error']}")
+        print(f"stall kills logged at: {kills}")
+        print(f"good segments completed: {aws.completion_count('stall')} of {args.good}")
+    finally:
+        if procs is not None:
+            procs.stop_all()
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
