@@ -4,6 +4,8 @@ every segment still ends with one row and correct bytes."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 import random
 import re
@@ -14,6 +16,7 @@ import pytest
 from bench.awsproxy import AwsProxy, Fault
 from tests.faults.conftest import Outcome, Report, absorbed, direct_broker, settle, upload, verify
 from tests.support.stack import Aws, Proc, Processes, wait_until
+from video_worker.ops.provision import provision
 
 pytestmark = pytest.mark.integration
 
@@ -88,9 +91,27 @@ def test_prefetch_and_warm_shutdown_run_nothing_twice(
     assert (completed, lost, dups, reruns) == (10, 0, 0, 0)
 
 
+def _as_provisioned_for_production(aws: Aws) -> None:
+    """The raw event queue with ``provision``'s own defaults (60 s visibility, 3 receives), not the fixture's 2 s
+    and 2 receives (which make malformed messages reach the DLQ quickly in other tests).
+
+    A bridge killed during its 20 s long poll leaves the poll running in the emulator: it takes the messages that
+    arrive meanwhile, again each time they become visible. With 2 s visibility and 2 receives it moves unpublished
+    S3 events to the DLQ within seconds (seen here as 2-10 segments never converted); with a visibility longer
+    than the long poll, as provisioned, they come back once, after 60 s, to the bridge that replaced it."""
+    defaults = inspect.signature(provision).parameters
+    dlq_arn = aws.sqs.get_queue_attributes(QueueUrl=aws.resources.raw_dlq_url,
+                                           AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws.sqs.set_queue_attributes(QueueUrl=aws.resources.queue_url, Attributes={
+        "VisibilityTimeout": str(defaults["visibility_timeout"].default),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                     "maxReceiveCount": str(defaults["max_receive_count"].default)})})
+
+
 def test_random_kills_of_workers_and_bridge_during_a_run(aws: Aws, procs: Processes, report: Report) -> None:
     """An independent-client-style chaos run: kill -9 a random process at random moments, restart it."""
     rng = random.Random(int(os.environ.get("CHAOS_SEED", "20261125")))
+    _as_provisioned_for_production(aws)
     env = {"BROKER_VISIBILITY_TIMEOUT": "10", "MODEL": "simulated", "SIMULATED_INFER_SECONDS": "0.05"}
     roles: dict[str, Proc] = {
         "worker-a": procs.worker("worker-a", scratch=procs.tmp / "a", **env),
