@@ -36,9 +36,10 @@ RUN pip install '.[stereo]' \
     && pip install "$ORT_GPU" \
     && useradd --create-home --uid 10001 worker \
     && mkdir -p /scratch && chown worker /scratch
-# One model process per worker: it holds the network in GPU memory (STEREO_* settings in the README).
-ENV STEREO_DEVICE=cuda \
-    INFER_CONCURRENCY=1
+# The depth network on the GPU. With STEREO_DEVICE=cuda every conversion of a worker runs in one model process
+# sharing one copy of the network, ceil(2/3 x cores) + 1 of them at once (enough to keep the cores decoding and
+# encoding), WORKER_CONCURRENCY two more (docs/stereo.md, docs/deployment.md).
+ENV STEREO_DEVICE=cuda
 USER worker
 VOLUME ["/scratch"]
 CMD ["celery", "-A", "video_worker", "worker", "-l", "INFO"]

@@ -36,7 +36,8 @@ def markdown(report: GpuReport) -> str:
         lines.append("")
     if report.worker is not None:
         w = report.worker
-        lines += ["### The worker end to end (MODEL=stereo, FastDepth hybrid, INFER_CONCURRENCY=1)", "",
+        lines += ["### The worker end to end (MODEL=stereo, FastDepth hybrid, default INFER_CONCURRENCY, "
+                  "one model process)", "",
                   "| segments | frames | wall s | frames/s | device busy | CPU cores (worker) | outputs |",
                   "|---:|---:|---:|---:|---:|---:|---|",
                   f"| {w.segments} | {w.frames} | {w.wall:.1f} | {w.fps:.1f} | {pct(w.busy)} | {w.cores:.2f} | "

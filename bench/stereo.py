@@ -41,7 +41,7 @@ from video_worker.segments import Mode
 
 SEGMENT_SECONDS, FPS, SIZE = 2.0, 25, (640, 360)
 MODE: Mode = "sbs"
-_FINGERPRINT = re.compile(r"model stereo ready in process \d+ \(fingerprint (\w+)\)")
+_FINGERPRINT = re.compile(r"model stereo ready in process \d+ \(fingerprint (\w+)[;)]")
 
 
 @dataclass(frozen=True)

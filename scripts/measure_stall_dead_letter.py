@@ -8,7 +8,10 @@ progress three times and then hangs, beside ``--good`` good ones, and prints
 the seconds from the upload to its dead letter (and when each stall was
 killed, from the worker's log). Takes about 6 minutes.
 
-    PYTHONPATH=$PWD .venv/bin/python scripts/measure_stall_dead_letter.py
+``--stereo``: the real converter instead (``MODEL=stereo``) with a depth estimator plugged in by import path
+that hangs on a black segment (``STEREO_DEPTH=tests.support.depth_plugins:hangs_on_dark``), beside good clips.
+
+    PYTHONPATH=$PWD .venv/bin/python scripts/measure_stall_dead_letter.py [--stereo]
 """
 
 from __future__ import annotations
@@ -42,10 +45,24 @@ def dead_letters(procs: Processes) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
+def _stereo_segment(index: int) -> bytes:
+    """Segment 0: black frames (the estimator hangs on them); the others: generated scenes."""
+    from tests.faults.test_hung_estimator import _black_clip
+    from video_worker.models.stereo.synthetic import write_clip
+
+    path = Path(tempfile.mkdtemp(prefix="stall-clip-")) / f"{index}.mp4"
+    if index == 0:
+        _black_clip(path)
+    else:
+        write_clip(path, seconds=1.0, width=160, height=96, audio=False, seed=index)
+    return path.read_bytes()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--good", type=int, default=2, help="good segments uploaded beside the stalled one")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the dead letter")
+    parser.add_argument("--stereo", action="store_true", help="MODEL=stereo with an estimator that hangs")
     args = parser.parse_args()
     os.environ.update(FAKE_CREDENTIALS)
     server, endpoint = start_emulator()
@@ -57,13 +74,17 @@ def main() -> None:
         s3, ddb, sqs = (make_client(n, boot.aws) for n in ("s3", "dynamodb", "sqs"))
         aws = Aws(endpoint, provision(s3, ddb, sqs, prefix=prefix), s3, ddb, sqs, prefix)
         procs = Processes(aws, Path(tempfile.mkdtemp(prefix="stall-")))
-        worker = procs.worker(MODEL="tests.support.models:progressing")
+        if args.stereo:
+            worker = procs.worker(MODEL="stereo", STEREO_DEPTH="tests.support.depth_plugins:hangs_on_dark")
+        else:
+            worker = procs.worker(MODEL="tests.support.models:progressing")
         procs.bridge()
         wait_until(lambda: "ready." in worker.log(), 120, "worker ready")
         total = args.good + 1
         started = time.monotonic()
         for i in range(total):
-            body = (b"STALL" if i == 0 else b"") + sample_segment(20_000 + i, seed=i)
+            body = _stereo_segment(i) if args.stereo else (b"STALL" if i == 0 else b"") + sample_segment(20_000 + i,
+                                                                                                          seed=i)
             s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("stall", i, total, "sbs"), Body=body)
         [letter] = wait_until(lambda: dead_letters(procs), args.timeout, "the dead letter")
         elapsed = time.monotonic() - started

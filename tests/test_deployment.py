@@ -85,7 +85,10 @@ def test_the_gpu_variant_sets_valid_settings() -> None:
     assert env["STEREO_DEVICE"] == "cuda"
     assert load_stereo_settings({k: v for k, v in env.items() if k.startswith("STEREO_")}).device == "cuda"
     seed = {"INPUT_BUCKET_NAME": "in-b", "OUTPUT_BUCKET_NAME": "out-b", "SEGMENT_COMPLETIONS_TABLE_NAME": "tbl"}
-    assert Settings(**seed, INFER_CONCURRENCY=env["INFER_CONCURRENCY"]).configured_infer_concurrency == 1
+    assert "INFER_CONCURRENCY" not in env  # the default for a network on the GPU: conversions that keep the cores busy
+    gpu_host = Settings(**seed, MODEL="stereo", STEREO_DEVICE=env["STEREO_DEVICE"])  # type: ignore[arg-type]
+    assert gpu_host.model_processes == 1  # one copy of the network in GPU memory
+    assert gpu_host.infer_per_process == gpu_host.infer_concurrency >= 2
 
 
 def compose() -> dict[str, dict]:

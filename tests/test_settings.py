@@ -8,6 +8,7 @@ import pytest
 
 from video_worker.celery_app import celery_conf
 from video_worker.errors import ConfigError
+from video_worker.inference import default_infer_concurrency
 from video_worker.settings import Settings, load_settings
 
 REQUIRED = {
@@ -190,7 +191,8 @@ def test_infer_per_process_is_one_on_cpu_and_everything_in_one_process_on_an_acc
     assert (s.infer_concurrency, s.infer_per_process, s.model_processes) == (6, 1, 6)  # processes scale over cores
     env.setenv("STEREO_DEVICE", "cuda:0")
     s = load_settings()
-    assert (s.infer_concurrency, s.infer_per_process, s.model_processes) == (6, 6, 1)  # one network on the GPU
+    # ceil(6 x 0.66) + 1 conversions keep 6 cores encoding (bench/pipeline.py), one network on the GPU
+    assert (s.infer_concurrency, s.infer_per_process, s.model_processes) == (5, 5, 1)
     env.setenv("STEREO_DEVICE", "cpu")
     assert load_settings().infer_per_process == 1
     env.setenv("INFER_PER_PROCESS", "4")
@@ -198,11 +200,38 @@ def test_infer_per_process_is_one_on_cpu_and_everything_in_one_process_on_an_acc
     assert (s.infer_per_process, s.model_processes) == (4, 2)  # ceil(6 / 4)
     env.setenv("INFER_PER_PROCESS", "16")
     assert load_settings().infer_per_process == 6  # never more than INFER_CONCURRENCY
+    env.delenv("INFER_PER_PROCESS")
     env.setenv("MODEL", "tests.support.models:progressing")
     env.setenv("INFER_CONCURRENCY", "3")
-    env.delenv("INFER_PER_PROCESS")
     env.setenv("STEREO_DEVICE", "cuda")
     assert load_settings().infer_per_process == 1  # a plug-in is not known to be thread-safe: one per process
+
+
+@pytest.mark.parametrize(("cores", "device", "conversions"), [
+    (1, "cuda", 2), (2, "cuda", 3), (16, "cuda", 12), (64, "cuda:1", 44), (16, "cpu", 16), (16, None, 16),
+])
+def test_conversions_on_an_accelerator_default_to_what_keeps_the_cores_busy(cores: int, device: str | None,
+                                                                          conversions: int) -> None:
+    """ceil(cores x the slowest stage's share of a frame's CPU cost) + 1 with a device; one per core without."""
+    assert default_infer_concurrency("stereo", cores, device) == conversions
+    assert default_infer_concurrency("passthrough", cores, device) == 1
+
+
+def test_task_slots_default_to_two_more_than_the_model_slots_and_at_least_three(
+    env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("INFER_CONCURRENCY", "WORKER_CONCURRENCY", "STEREO_DEVICE"):
+        env.delenv(name, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    env.setenv("MODEL", "simulated")
+    assert load_settings().worker_concurrency == 3  # one accelerator, two segments in transfer
+    env.setenv("MODEL", "stereo")
+    assert load_settings().worker_concurrency == 18  # 16 conversions on 16 cores, + 2
+    env.setenv("STEREO_DEVICE", "cuda")
+    assert load_settings().worker_concurrency == 14  # 12 conversions feed the GPU, + 2
+    assert celery_conf(load_settings())["worker_concurrency"] == 14
+    env.setenv("WORKER_CONCURRENCY", "5")
+    assert load_settings().worker_concurrency == 5
 
 
 def test_the_stall_limit_defaults_to_two_minutes_and_zero_turns_it_off(env: pytest.MonkeyPatch) -> None:

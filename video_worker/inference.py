@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -167,13 +168,32 @@ def infer(model: Model, src: Path, dst: Path, mode: Mode, context: Path | None,
     model.infer(src, dst, mode, **options)
 
 
-def default_infer_concurrency(name: str, cores: int | None = None) -> int:
-    """Inferences at a time when ``INFER_CONCURRENCY`` is unset: one per core for a CPU model (``MODEL=stereo``,
-    also with its depth network on a GPU: decoding, rendering and encoding stay on the cores, and
-    ``default_infer_per_process`` puts them all in one model process sharing the network), else 1."""
-    if name in CPU_MODELS:
-        return max(1, cores if cores is not None else (os.cpu_count() or 1))
-    return 1
+#: CPU time of a pipelined conversion's slowest stage (the encoder) per frame, as a share of the CPU's whole cost
+#: per frame (decode + render + encode), measured by ``bench/pipeline.py`` (BENCHMARKS.md, "Stereo: the pipelined
+#: converter": 7.1 of 10.7 ms at 640x360 sbs). One conversion keeps about 1 / this many cores busy.
+SLOWEST_STAGE_SHARE = 0.66
+
+
+def default_infer_concurrency(name: str, cores: int | None = None, device: str | None = None) -> int:
+    """Inferences at a time when ``INFER_CONCURRENCY`` is unset.
+
+    A CPU model (``MODEL=stereo``): one per core (depth runs on the cores too). The same model with its depth
+    network on an accelerator (``device`` not ``cpu``): enough conversions to keep the cores busy, plus one to
+    cover segment starts and ends: ``ceil(cores x SLOWEST_STAGE_SHARE) + 1`` (``bench/pipeline.py``: a pipelined
+    conversion goes at the pace of its encoder and keeps ~1.5 cores busy; more conversions than this add memory,
+    not frames/s), all in one model process sharing the network (``default_infer_per_process``). Else 1.
+    """
+    if name not in CPU_MODELS:
+        return 1
+    available = max(1, cores if cores is not None else (os.cpu_count() or 1))
+    if on_accelerator(device):
+        return math.ceil(available * SLOWEST_STAGE_SHARE) + 1
+    return available
+
+
+def on_accelerator(device: str | None) -> bool:
+    """Whether a ``STEREO_DEVICE`` value names an accelerator (anything but ``cpu`` or unset)."""
+    return bool(device) and str(device).strip().lower() not in ("cpu", "")
 
 
 def default_infer_per_process(name: str, concurrency: int, device: str | None = None) -> int:
@@ -183,6 +203,6 @@ def default_infer_per_process(name: str, concurrency: int, device: str | None = 
     model whose depth network runs on an accelerator (``device``, e.g. ``cuda``; not ``cpu``): all ``concurrency``
     inferences then share one process and one copy of the network in the device's memory (``THREAD_SAFE``).
     """
-    if name in THREAD_SAFE and device and device.strip().lower() not in ("cpu", ""):
+    if name in THREAD_SAFE and on_accelerator(device):
         return max(1, concurrency)
     return 1

@@ -121,12 +121,15 @@ class Settings(BaseSettings):
         description="Celery pool: one process per host with a few task slots, one segment on the accelerator while "
                     "the others download or upload (BENCHMARKS.md); `-P threads`/`-P solo` override it, but "
                     "`-P prefork` does not (Celery cannot tell it from its own default): use `WORKER_POOL=prefork`")
-    worker_concurrency: int = Field(3, ge=1, le=64, validation_alias="WORKER_CONCURRENCY",
-        description="task slots: segments in progress per worker (Celery's `-c` overrides)")
+    configured_worker_concurrency: int | None = Field(None, ge=1, le=64, validation_alias="WORKER_CONCURRENCY",
+        description="task slots: segments in progress per worker (Celery's `-c` overrides); unset: "
+                    "`INFER_CONCURRENCY` + 2 and at least 3, so two segments download or upload while the model "
+                    "is busy")
     configured_infer_concurrency: int | None = Field(None, ge=1, le=64, validation_alias="INFER_CONCURRENCY",
-        description="inferences at a time per worker process; unset: the model's default, 1 (one model, one "
-                    "accelerator), or one model process per core for a CPU model (`MODEL=stereo`; set `1` for a "
-                    "GPU depth network)")
+        description="inferences at a time per worker process; unset: the model's default: 1 (one model, one "
+                    "accelerator); `MODEL=stereo`: one per core, or with its depth network on an accelerator "
+                    "(`STEREO_DEVICE`) ceil(2/3 x cores) + 1, enough to keep the cores encoding while the device "
+                    "serves them all (measured: docs/stereo.md)")
     configured_infer_per_process: int | None = Field(None, ge=1, le=64, validation_alias="INFER_PER_PROCESS",
         description="inferences at a time in one model process, in threads sharing its one loaded model (one "
                     "network in GPU memory); the worker starts ceil(INFER_CONCURRENCY / INFER_PER_PROCESS) "
@@ -257,11 +260,20 @@ class Settings(BaseSettings):
 
     @property
     def infer_concurrency(self) -> int:
-        """``INFER_CONCURRENCY``, else 1 (one model, one accelerator), or one per core for a CPU model
-        (``MODEL=stereo``: measured 1.57x the segments/s of one on two cores, BENCHMARKS.md)."""
+        """``INFER_CONCURRENCY``, else the model's default (``inference.default_infer_concurrency``): 1, one per
+        core for ``MODEL=stereo`` (measured 1.57x the segments/s of one on two cores, BENCHMARKS.md), or
+        ceil(2/3 x cores) + 1 with its depth network on an accelerator."""
         if self.configured_infer_concurrency is not None:
             return self.configured_infer_concurrency
-        return default_infer_concurrency(self.model)
+        return default_infer_concurrency(self.model, device=self.stereo_device)
+
+    @property
+    def worker_concurrency(self) -> int:
+        """``WORKER_CONCURRENCY``, else ``infer_concurrency`` + 2 and at least 3: every model slot busy while two
+        more segments download or upload (the accelerator-bound benchmark's 3 for one model slot)."""
+        if self.configured_worker_concurrency is not None:
+            return self.configured_worker_concurrency
+        return max(3, self.infer_concurrency + 2)
 
     @property
     def infer_per_process(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from video_worker.models.stereo.depth import Depths, Frames
@@ -51,3 +53,27 @@ def failing() -> Gradient:
 
 
 NOT_CALLABLE = 42
+
+
+class HangsOnDark(Gradient):
+    """A gradient that hangs, as a wedged GPU call would, on a batch of (nearly) black frames: a stand-in for a
+    depth network that never returns on one segment. ``fork`` shares nothing (no state to share)."""
+
+    DARK = 8.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = "test-hangs-on-dark"
+
+    def estimate(self, frames: Frames) -> Depths:
+        if float(frames.mean()) < self.DARK:
+            threading.Event().wait()  # never set: only the model process's death ends this
+        return super().estimate(frames)
+
+    def fork(self) -> HangsOnDark:
+        return HangsOnDark()
+
+
+def hangs_on_dark() -> HangsOnDark:
+    """``STEREO_DEPTH=tests.support.depth_plugins:hangs_on_dark``."""
+    return HangsOnDark()
