@@ -80,20 +80,25 @@ def main() -> None:
             worker = procs.worker(MODEL="tests.support.models:progressing")
         procs.bridge()
         wait_until(lambda: "ready." in worker.log(), 120, "worker ready")
-        total = args.good + 1
         started = time.monotonic()
-        for i in range(total):
-            body = _stereo_segment(i) if args.stereo else (b"STALL" if i == 0 else b"") + sample_segment(20_000 + i,
-                                                                                                          seed=i)
-            s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("stall", i, total, "sbs"), Body=body)
+        # the segment the model stalls on is a job of its own: a segment of the same job would read it as its
+        # previous segment (MODEL=stereo's context) and stall too
+        s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("stall", 0, 1, "sbs"),
+                      Body=_stereo_segment(0) if args.stereo else b"STALL" + sample_segment(20_000, seed=0))
+        for i in range(args.good):
+            body = _stereo_segment(i + 1) if args.stereo else sample_segment(20_001 + i, seed=i + 1)
+            s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("good", i, args.good, "sbs"),
+                          Body=body)
         [letter] = wait_until(lambda: dead_letters(procs), args.timeout, "the dead letter")
         elapsed = time.monotonic() - started
-        kills = re.findall(r"\[([^\]]+): WARNING/[^\]]*\] .*killing model process", worker.log())
+        kills = re.findall(r"\[([^\]]+): WARNING/[^\]]*\] killing model process", worker.log())
         print(f"dead-lettered after {elapsed:.1f}s ({elapsed / 60:.1f} min); attempts={letter['attempts']}; "
               f"error_type={letter['error_type']}")
         print(f"reason: {letter['error']}")
         print(f"stall kills logged at: {kills}")
-        print(f"good segments completed: {aws.completion_count('stall')} of {args.good}")
+        wait_until(lambda: aws.completion_count("good") >= args.good, 300, "the good segments")
+        print(f"good segments completed: {aws.completion_count('good')} of {args.good} "
+              f"(all by {time.monotonic() - started:.1f}s); dead letters: {len(dead_letters(procs))}")
     finally:
         if procs is not None:
             procs.stop_all()
