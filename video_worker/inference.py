@@ -123,7 +123,7 @@ def load_model(name: str, settings: ModelSettings | Callable[[], ModelSettings] 
         raise ConfigError(problem)
     try:
         factory = _factory(name)
-        takes_settings = settings is not None and _takes_an_argument(factory)
+        takes_settings = settings is not None and takes_an_argument(factory)
         if takes_settings and callable(settings):
             settings = settings()
         model = factory(settings) if takes_settings else factory()
@@ -136,7 +136,9 @@ def load_model(name: str, settings: ModelSettings | Callable[[], ModelSettings] 
     return model
 
 
-def _takes_an_argument(factory: Callable[..., Any]) -> bool:
+def takes_an_argument(factory: Callable[..., Any]) -> bool:
+    """True when ``factory`` has a parameter without a default (a factory of ``MODEL`` or ``STEREO_DEPTH`` is then
+    given the settings)."""
     try:
         parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):

@@ -5,11 +5,10 @@ estimator of your own: a TensorRT engine, a torch model, a Triton client; see ``
 from __future__ import annotations
 
 import importlib
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 from video_worker.errors import ConfigError
+from video_worker.inference import takes_an_argument
 
 from .depth import DepthEstimator
 from .heuristic import HeuristicDepth
@@ -67,7 +66,7 @@ def plugged_in(settings: StereoSettings) -> DepthEstimator:
     if not callable(target):
         raise ConfigError(f"{where}: {attr} is a {type(target).__name__}, not a factory")
     try:
-        estimator = target(settings) if _takes_an_argument(target) else target()
+        estimator = target(settings) if takes_an_argument(target) else target()
     except ConfigError:
         raise
     except Exception as exc:
@@ -81,11 +80,3 @@ def plugged_in(settings: StereoSettings) -> DepthEstimator:
                           "fingerprint)")
     return estimator
 
-
-def _takes_an_argument(factory: Callable[..., Any]) -> bool:
-    """True when ``factory`` has a parameter without a default (it is then given the settings)."""
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
