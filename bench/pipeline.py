@@ -162,9 +162,10 @@ def measure(root: Path, seconds: float, sizes: tuple[str, ...], speed_seconds: f
 def conversions_needed(cores: int, c: float, slowest: float, d: float) -> int:
     """Conversions a host with ``cores`` should run at once: a pipelined conversion goes at the pace of its slowest
     stage (``slowest`` seconds a frame) and keeps ``c / slowest`` cores busy, so filling the cores takes
-    ``cores * slowest / c`` of them and feeding a device at ``d`` a frame ``slowest / d``; whichever binds first,
-    plus one for the start and end of each segment (its pipeline not full)."""
-    return math.ceil(max(cores * slowest / c, slowest / d if d > 0 else 0.0)) + 1
+    ``cores * slowest / c`` of them and feeding a device at ``d`` a frame ``slowest / d``; whichever binds first
+    (the smaller), plus one for the start and end of each segment (its pipeline not full). Where ``d`` is not known
+    (a worker starting), the cores' term alone is always enough: ``inference.default_infer_concurrency``."""
+    return math.ceil(min(cores * slowest / c, slowest / d) if d > 0 else cores * slowest / c) + 1
 
 
 def rule(res: Results, cores: int) -> str:
@@ -174,10 +175,12 @@ def rule(res: Results, cores: int) -> str:
     ks = ", ".join(f"d = {ratio:g} c: K = {conversions_needed(cores, c, s, ratio * c)}" for ratio in res.concurrent)
     return (f"Rule: a pipelined conversion goes at the pace of its slowest CPU stage s ({slowest_name} here, "
             f"s = {s:.1f} ms a frame of c = {c:.1f} ms, so it keeps c / s = {c / s:.1f} cores busy). A host with P "
-            "cores and a device at d a frame should run **K = ceil(max(P s / c, s / d)) + 1** conversions at once: "
+            "cores and a device at d a frame should run **K = ceil(min(P s / c, s / d)) + 1** conversions at once: "
             "enough to fill the cores or to feed the device, whichever binds first, plus one for the start and end "
             f"of each segment, when its pipeline is not full. Here P = {cores}: {ks}. More conversions than that "
-            "do not lower the throughput (see K = 4) but each holds its own batches in memory.")
+            "do not lower the throughput (see K = 4) but each holds its own batches in memory. A worker does not "
+            "know d when it starts: its default for a network on a GPU is the cores' term, ceil(P s / c) + 1, "
+            "which is always enough.")
 
 
 def report(res: Results, command: str) -> str:

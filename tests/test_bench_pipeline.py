@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.pipeline import DEVICE_RATIOS, HEADING, measure, report
+import pytest
+
+from bench.pipeline import DEVICE_RATIOS, HEADING, conversions_needed, measure, report
 from bench.sections import replace_section
 
 
@@ -23,3 +25,14 @@ def test_the_pipeline_benchmark_on_a_tiny_clip(tmp_path: Path) -> None:
     benchmarks.write_text("# Benchmarks\n\n## Other\n\nkept\n")
     replace_section(benchmarks, HEADING, text)
     assert "kept" in benchmarks.read_text() and HEADING in benchmarks.read_text()
+
+
+@pytest.mark.parametrize(("cores", "device_ms", "conversions"), [
+    (2, 5.35, 3),    # a fast device: the 2 cores bind (2 x 7.1 / 10.7 = 1.33 -> 2, + 1)
+    (2, 13.4, 2),    # a device at 1.25 c binds: 7.1 / 13.4 = 0.53 -> 1, + 1 (measured: K = 2 keeps it 96 % busy)
+    (16, 0.5, 12),   # a GPU far faster than 16 cores: the cores' term, ceil(16 x 0.66) + 1
+    (16, 0.0, 12),   # device cost unknown: the cores' term, what a worker defaults to
+])
+def test_conversions_needed_is_whichever_of_cores_and_device_binds_first(cores: int, device_ms: float,
+                                                                       conversions: int) -> None:
+    assert conversions_needed(cores, c=10.7, slowest=7.1, d=device_ms) == conversions
