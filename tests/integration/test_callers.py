@@ -13,9 +13,11 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.support.media import probe
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.celery_app import create_app
 from video_worker.keys import build_output_segment_key, build_segment_key
+from video_worker.models.stereo.synthetic import write_clip
 from video_worker.ops.dev import FAKE_CREDENTIALS
 from video_worker.ops.sample import sample_segment
 from video_worker.segments import Segment, s3_uri
@@ -41,12 +43,12 @@ def _seed_env(aws: Aws) -> dict[str, str]:
 
 
 def test_seed_env_vars_only_with_the_documented_commands(aws: Aws, procs: Processes, tmp_path: Path) -> None:
+    """The seed's variables and the documented commands, nothing else: the default model is the converter."""
     env = _seed_env(aws)
     worker = procs.start("worker", [sys.executable, "-m", "celery", "-A", "video_worker", "worker", "-l", "INFO"], env)
     bridge = procs.start("bridge", [sys.executable, "-m", "video_worker", "bridge"], env)
-    data = sample_segment(123_456, seed=9)
     src = tmp_path / "clip.mp4"
-    src.write_bytes(data)
+    write_clip(src, seconds=1.0, width=160, height=96, seed=9)
     out = subprocess.run(
         [sys.executable, "-m", "video_worker", "submit", str(src), "--job-id", "seed-only", "--index", "4",
          "--total", "5", "--mode", "anaglyph"],
@@ -55,7 +57,11 @@ def test_seed_env_vars_only_with_the_documented_commands(aws: Aws, procs: Proces
     assert out.stdout.strip() == s3_uri(aws.resources.input_bucket, "segments/seed-only/00004_00005_anaglyph.mp4")
     key = build_output_segment_key("seed-only", 4)
     assert key == "jobs/seed-only/segments/4.mp4"
-    assert wait_until(lambda: aws.output(key), 90, "output") == data
+    converted = tmp_path / "out.mp4"
+    converted.write_bytes(wait_until(lambda: aws.output(key), 120, "output"))
+    given, made = probe(src), probe(converted)
+    assert made.size == given.size and len(made.pts) == len(given.pts)  # anaglyph: W x H, every frame
+    assert made.metadata.get("comment", "").startswith("stereo ")  # converted, not copied
     rows = wait_until(lambda: aws.completion_rows("seed-only"), 30, "row")
     assert len(rows) == 1 and rows[0]["total_segments"] == {"N": "5"}
     assert worker.alive() and bridge.alive()

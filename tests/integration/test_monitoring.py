@@ -26,6 +26,8 @@ from tests.support.flower import (
 from tests.support.stack import Aws, Processes, wait_until
 from video_worker.adapters.aws import make_client
 from video_worker.celery_app import create_app
+from video_worker.keys import build_segment_key
+from video_worker.models.stereo.synthetic import write_clip
 from video_worker.ops.sample import sample_segment
 from video_worker.worker.chain import build_chain
 
@@ -191,7 +193,7 @@ def test_dev_starts_flower_and_prints_what_another_shell_needs(tmp_path: Path) -
         assert dev.wait(30) == 0
 
 
-def test_seed_env_vars_only_worker_flower_and_inspect(aws: Aws, procs: Processes) -> None:
+def test_seed_env_vars_only_worker_flower_and_inspect(aws: Aws, procs: Processes, tmp_path: Path) -> None:
     """What an independent client does: the seed's variables, the documented commands, nothing else."""
     env = _seed_env(aws)
     celery = [sys.executable, "-m", "celery", "-A", "video_worker"]
@@ -206,8 +208,11 @@ def test_seed_env_vars_only_worker_flower_and_inspect(aws: Aws, procs: Processes
     ping = subprocess.run([*celery, "inspect", "ping"], env=env, capture_output=True, text=True, timeout=60)
     assert "seed@" in ping.stdout and "pong" in ping.stdout, ping.stdout + ping.stderr
     procs.start("bridge", [sys.executable, "-m", "video_worker", "bridge"], env)
-    put_segment(aws, "seed-mon")  # the S3 notification reaches the bridge, which starts the chain
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, seconds=1.0, width=160, height=96, audio=False, seed=3)  # the default model converts it
+    aws.s3.put_object(Bucket=aws.resources.input_bucket, Key=build_segment_key("seed-mon", 0, 1, "sbs"),
+                      Body=clip.read_bytes())  # the S3 notification reaches the bridge, which starts the chain
     tasks = wait_until(lambda: (t := flower.tasks_of("seed-mon")) and len(t) == 4
-                       and all(x["state"] == "SUCCESS" for x in t.values()) and t, 60, "4 tasks in Flower")
+                       and all(x["state"] == "SUCCESS" for x in t.values()) and t, 120, "4 tasks in Flower")
     assert {t["worker"] for t in tasks.values()} == {name}
     assert name in (flower.get("/api/workers?refresh=1") or {})
